@@ -1,0 +1,211 @@
+"""``Solver``: checks the inputs, runs the chosen backend and reports failures clearly.
+
+Matrix convention and shapes: :mod:`dhs.matrix`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backends import resolve_backend
+from .layout import Layout, dhs_layout
+from .matrix import System, check_system, diagnose_failure
+from .schedule import Schedule, schedule
+from .solvers import cpu as cpu_solver
+from .solvers import serial as serial_solver
+from .tree import Tree
+
+__all__ = ["Solver", "solve"]
+
+_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+class Solver:
+    """An exact tree (Hines) solver with a DHS schedule, for one topology.
+
+    Build it once per topology; call :meth:`solve` every time step.
+
+    Parameters
+    ----------
+    tree : Tree
+        The topology (a forest is several cells solved together).
+    threads : int, default 32
+        k: nodes eliminated in parallel per step (GPU lanes per cell). Also used for
+        the CPU layout.
+    backend : {"auto", "serial", "cpu", "cuda"}
+        See :mod:`dhs.backends`. ``"auto"`` takes a real GPU when present, else the CPU.
+    dtype : {numpy.float64, numpy.float32}
+        Precision of the solve. Inputs of another floating dtype are converted.
+    workers : int, optional
+        CPU threads for the ``"cpu"`` backend (default: Numba's thread count).
+    tile : int, optional
+        Systems per CPU work item (default :data:`dhs.solvers.cpu.DEFAULT_TILE`).
+
+    Attributes
+    ----------
+    backend : str
+        The backend that runs (never ``"auto"``).
+    layout : Layout
+        The DHS numbering and per-cell step tables used by the cpu and cuda backends.
+    """
+
+    def __init__(
+        self,
+        tree: Tree,
+        threads: int = 32,
+        backend: str = "auto",
+        dtype=np.float64,
+        *,
+        workers: int | None = None,
+        tile: int | None = None,
+    ):
+        if not isinstance(tree, Tree):
+            raise ValueError(f"tree must be a dhs.Tree, got {type(tree).__name__}")
+        if np.dtype(dtype) not in _DTYPES:
+            raise ValueError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
+        self.tree = tree
+        self.dtype = np.dtype(dtype)
+        self.backend = resolve_backend(backend)
+        self.layout: Layout = dhs_layout(tree, threads)
+        self.threads = self.layout.threads
+        if self.backend == "serial":
+            self._engine = _SerialEngine(tree)
+        elif self.backend == "cpu":
+            self._engine = _CpuEngine(self.layout, self.dtype, workers, tile)
+        else:
+            from .solvers.cuda_engine import CudaEngine
+
+            self._engine = CudaEngine(self.layout, self.dtype)
+
+    @property
+    def schedule(self) -> Schedule:
+        """Hu's schedule of the whole tree (all cells together) with ``threads``."""
+        return schedule(self.tree, self.threads)
+
+    @property
+    def n_steps(self) -> int:
+        """Parallel steps of one elimination pass: the slowest cell's, as run on a GPU."""
+        return int(self.layout.component_steps.max())
+
+    def solve(self, a, b, d, rhs, *, out=None, inplace: bool = False):
+        """Solve the tree system(s) in NEURON's convention (:mod:`dhs.matrix`).
+
+        Parameters
+        ----------
+        a, b : array_like, shape (n,) or (batch, n)
+            Coupling coefficients; one row is shared by the whole batch.
+        d, rhs : array_like, shape (n,) or (batch, n)
+            Diagonal and right-hand side.
+        out : ndarray, optional
+            C-contiguous array of rhs's shape and the solver's dtype to receive x.
+        inplace : bool, default False
+            Write x into ``rhs`` (which must then be a C-contiguous array of the
+            solver's dtype). ``d`` is never modified.
+
+        Returns
+        -------
+        x : ndarray, shape like ``rhs``
+            A numpy array, or a CUDA device array when the inputs are device arrays.
+
+        Raises
+        ------
+        ValueError
+            On a wrong shape or dtype, a non-finite input value or a zero pivot; the
+            message names the array, the node and the system.
+        """
+        if self.backend == "cuda" and self._engine.is_device_call(a, b, d, rhs, out):
+            return self._engine.solve_device(self.tree, a, b, d, rhs, out=out, inplace=inplace)
+        system = check_system(self.tree, a, b, d, rhs, self.dtype)
+        x = self._output(system, rhs, out, inplace)
+        failed_rows = self._engine.run(system, x)
+        if failed_rows is not None and len(failed_rows):
+            raise diagnose_failure(self.tree, system, rows=failed_rows)
+        return x if system.batched else x[0]
+
+    def _output(self, system: System, rhs, out, inplace: bool) -> np.ndarray:
+        """The (batch, n) array that receives x, as a view of ``out`` or ``rhs`` if asked."""
+        expected = system.rhs.shape if system.batched else (self.tree.n,)
+        if inplace:
+            if out is not None:
+                raise ValueError("give either out= or inplace=True, not both")
+            out = rhs
+            name = "rhs (inplace=True)"
+        else:
+            name = "out"
+        if out is None:
+            return np.empty_like(system.rhs)
+        if not isinstance(out, np.ndarray):
+            raise ValueError(f"{name} must be a numpy array, got {type(out).__name__}")
+        if out.shape != expected or out.dtype != self.dtype or not out.flags.c_contiguous:
+            raise ValueError(
+                f"{name} must be a C-contiguous {self.dtype.name} array of shape {expected}, "
+                f"got {out.dtype.name} {out.shape}"
+                + ("" if out.flags.c_contiguous else " (not C-contiguous)")
+            )
+        if not out.flags.writeable:
+            raise ValueError(f"{name} is read-only")
+        return out.reshape(system.rhs.shape)
+
+
+def solve(tree: Tree, a, b, d, rhs, **options):
+    """Solve once: ``Solver(tree, ...).solve(a, b, d, rhs, ...)``.
+
+    Keyword arguments ``threads``, ``backend``, ``dtype``, ``workers`` and ``tile`` go
+    to :class:`Solver`; ``out`` and ``inplace`` go to :meth:`Solver.solve`.
+    """
+    solve_options = {key: options.pop(key) for key in ("out", "inplace") if key in options}
+    return Solver(tree, **options).solve(a, b, d, rhs, **solve_options)
+
+
+class _SerialEngine:
+    """The reference serial Hines solve in the tree's own numbering."""
+
+    def __init__(self, tree: Tree):
+        self.parent = tree.parent
+        # In a parent-before-child numbering the identity order avoids an indirection.
+        self.order = np.arange(tree.n) if tree.parent_before_child else tree.order
+
+    def run(self, system: System, x: np.ndarray) -> np.ndarray:
+        failed = np.zeros(system.batch, np.bool_)
+        serial_solver.hines_solve(
+            self.parent, self.order, system.a, system.b, system.d, system.rhs, x, failed
+        )
+        return np.flatnonzero(failed)
+
+
+class _CpuEngine:
+    """Tiles of systems in the DHS numbering, parallel over tiles (:mod:`dhs.solvers.cpu`)."""
+
+    def __init__(self, layout: Layout, dtype: np.dtype, workers: int | None, tile: int | None):
+        import numba
+
+        self.layout = layout
+        self.dtype = dtype
+        self.max_workers = int(workers or numba.get_num_threads())
+        self.tile = int(tile or cpu_solver.DEFAULT_TILE)
+        if self.max_workers < 1 or self.tile < 1:
+            raise ValueError(f"workers and tile must be positive, got {workers} and {tile}")
+        self._scratch = np.empty(0, dtype)
+
+    def run(self, system: System, x: np.ndarray) -> np.ndarray:
+        layout = self.layout
+        # Narrow tiles when there are fewer systems than the tile holds.
+        tile = min(self.tile, system.batch)
+        items = layout.n_components * math.ceil(system.batch / tile)
+        workers = min(self.max_workers, items)
+        shape = cpu_solver.scratch_shape(workers, int(layout.component_sizes.max()), tile)
+        if self._scratch.shape != shape:
+            self._scratch = np.empty(shape, self.dtype)
+        failed_items = np.zeros(items, np.bool_)
+        cpu_solver.tiled_solve(
+            layout.node_of, layout.parent, layout.node_ptr,
+            system.a, system.b, system.d, system.rhs, x, self._scratch, failed_items,
+        )  # fmt: skip
+        if not failed_items.any():
+            return failed_items[:0].astype(np.int64)
+        tiles = math.ceil(system.batch / tile)
+        first_rows = (np.flatnonzero(failed_items) % tiles) * tile
+        rows = first_rows[:, None] + np.arange(tile)
+        return np.unique(rows[rows < system.batch])
