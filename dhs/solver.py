@@ -73,7 +73,7 @@ class Solver:
         if self.backend == "serial":
             self._engine = _SerialEngine(tree)
         elif self.backend == "cpu":
-            self._engine = _CpuEngine(self.layout, self.dtype, workers, tile)
+            self._engine = _CpuEngine(tree, self.layout, self.dtype, workers, tile)
         else:
             from .solvers.cuda_engine import CudaEngine
 
@@ -119,8 +119,11 @@ class Solver:
             return self._engine.solve_device(self.tree, a, b, d, rhs, out=out, inplace=inplace)
         system = check_system(self.tree, a, b, d, rhs, self.dtype)
         x = self._output(system, rhs, out, inplace)
+        roots = self.tree.roots  # a and b of roots are never read by a solve: check here
+        if not (np.isfinite(system.a[:, roots]).all() and np.isfinite(system.b[:, roots]).all()):
+            raise diagnose_failure(self.tree, system)
         failed_rows = self._engine.run(system, x)
-        if failed_rows is not None and len(failed_rows):
+        if len(failed_rows):
             raise diagnose_failure(self.tree, system, rows=failed_rows)
         return x if system.batched else x[0]
 
@@ -176,36 +179,39 @@ class _SerialEngine:
 
 
 class _CpuEngine:
-    """Tiles of systems in the DHS numbering, parallel over tiles (:mod:`dhs.solvers.cpu`)."""
+    """Interleaved systems, parallel over work items (:mod:`dhs.solvers.cpu`)."""
 
-    def __init__(self, layout: Layout, dtype: np.dtype, workers: int | None, tile: int | None):
+    def __init__(self, tree: Tree, layout: Layout, dtype: np.dtype, workers: int | None,
+                 tile: int | None):
         import numba
 
-        self.layout = layout
+        self.tree = tree
         self.dtype = dtype
         self.max_workers = int(workers or numba.get_num_threads())
         self.tile = int(tile or cpu_solver.DEFAULT_TILE)
         if self.max_workers < 1 or self.tile < 1:
             raise ValueError(f"workers and tile must be positive, got {workers} and {tile}")
-        self._scratch = np.empty(0, dtype)
+        # Per-cell DHS order: parallel over cells, independent nodes side by side.
+        self.cell_order = (layout.node_of, layout.node_ptr)
+        # The whole tree in memory order, for batches large enough to fill the workers.
+        memory_order = np.arange(tree.n) if tree.parent_before_child else tree.order
+        self.tree_order = (memory_order, np.array([0, tree.n], np.int64))
+        self._scratch = np.empty((0, 0, 0), dtype)
 
     def run(self, system: System, x: np.ndarray) -> np.ndarray:
-        layout = self.layout
-        # Narrow tiles when there are fewer systems than the tile holds.
         tile = min(self.tile, system.batch)
-        items = layout.n_components * math.ceil(system.batch / tile)
+        tiles = math.ceil(system.batch / tile)
+        order, group_ptr = self.tree_order if tiles >= self.max_workers else self.cell_order
+        items = (group_ptr.size - 1) * tiles
         workers = min(self.max_workers, items)
-        shape = cpu_solver.scratch_shape(workers, int(layout.component_sizes.max()), tile)
+        shape = (workers, tile, self.tree.n)
         if self._scratch.shape != shape:
             self._scratch = np.empty(shape, self.dtype)
         failed_items = np.zeros(items, np.bool_)
-        cpu_solver.tiled_solve(
-            layout.node_of, layout.parent, layout.node_ptr,
-            system.a, system.b, system.d, system.rhs, x, self._scratch, failed_items,
+        cpu_solver.interleaved_solve(
+            order, self.tree.parent, group_ptr, system.a, system.b, system.d, system.rhs, x,
+            self._scratch, np.empty((workers, tile), self.dtype), failed_items,
         )  # fmt: skip
-        if not failed_items.any():
-            return failed_items[:0].astype(np.int64)
-        tiles = math.ceil(system.batch / tile)
         first_rows = (np.flatnonzero(failed_items) % tiles) * tile
         rows = first_rows[:, None] + np.arange(tile)
         return np.unique(rows[rows < system.batch])

@@ -112,10 +112,18 @@ class Tree:
             raise ValueError("parent is empty: a tree needs at least one node")
         if parent_array.dtype == bool or not np.issubdtype(parent_array.dtype, np.integer):
             raise ValueError(f"parent must be an integer array, got dtype {parent_array.dtype}")
-        parent_array = parent_array.astype(np.int64, copy=True)
         n = parent_array.size
+        # Range-check before casting: a huge unsigned value must not wrap to -1 (root).
+        too_large = np.flatnonzero(parent_array >= n)
+        if too_large.size:
+            i = int(too_large[0])
+            raise ValueError(
+                f"parent[{i}] = {parent_array[i]} is out of range: parents must be -1 (root) "
+                f"or a node index in [0, {n}) ({too_large.size} such node(s))"
+            )
+        parent_array = parent_array.astype(np.int64, copy=True)
 
-        out_of_range = np.flatnonzero((parent_array < -1) | (parent_array >= n))
+        out_of_range = np.flatnonzero(parent_array < -1)
         if out_of_range.size:
             i = int(out_of_range[0])
             raise ValueError(

@@ -26,8 +26,8 @@ def hines_solve(parent, order, a, b, d, rhs, x, failed):
     d, rhs, x : (batch, n) arrays
         Diagonal and right-hand side (read only) and the solution (written).
     failed : bool array (batch,)
-        Set for each row whose inputs or solution contain a non-finite value (a zero
-        pivot gives one); the caller then diagnoses the row.
+        Set for each row whose pivots or solution contain a non-finite value (a zero
+        pivot or a non-finite input gives one); the caller then diagnoses the row.
     """
     n = parent.size
     pivot = np.empty(n, d.dtype)
@@ -36,12 +36,9 @@ def hines_solve(parent, order, a, b, d, rhs, x, failed):
         ar = a[coupling_row]
         br = b[coupling_row]
         xr = x[row]
-        # Multiplying by 0 maps finite values to 0 and inf/nan to nan: a cheap check.
-        check = 0.0
         for i in range(n):
             pivot[i] = d[row, i]
             xr[i] = rhs[row, i]
-            check += pivot[i] * 0.0 + xr[i] * 0.0 + ar[i] * 0.0 + br[i] * 0.0
         for position in range(n - 1, -1, -1):
             i = order[position]
             p = parent[i]
@@ -49,6 +46,9 @@ def hines_solve(parent, order, a, b, d, rhs, x, failed):
                 factor = ar[i] / pivot[i]
                 pivot[p] -= factor * br[i]
                 xr[p] -= factor * xr[i]
+        # x * 0 is 0 for finite x and nan otherwise. Any non-finite d, rhs, or a, b of a
+        # non-root node makes a pivot or a solution value non-finite.
+        check = 0.0
         for position in range(n):
             i = order[position]
             p = parent[i]
@@ -56,5 +56,5 @@ def hines_solve(parent, order, a, b, d, rhs, x, failed):
                 xr[i] = (xr[i] - br[i] * xr[p]) / pivot[i]
             else:
                 xr[i] = xr[i] / pivot[i]
-            check += xr[i] * 0.0
+            check += xr[i] * 0.0 + pivot[i] * 0.0
         failed[row] = check != 0.0
