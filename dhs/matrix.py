@@ -33,7 +33,7 @@ __all__ = ["System", "check_system", "diagnose_failure", "to_dense"]
 
 @dataclass(frozen=True)
 class System:
-    """Checked inputs, viewed as 2-D: ``a``, ``b`` are (1 or batch, n), ``d``, ``rhs`` (batch, n)."""
+    """Checked inputs as 2-D arrays: ``a``, ``b`` (1 or batch, n); ``d``, ``rhs`` (batch, n)."""
 
     a: np.ndarray
     b: np.ndarray
@@ -46,12 +46,13 @@ class System:
         return self.d.shape[0]
 
 
-
 def _as_float_array(name: str, value, dtype: np.dtype) -> np.ndarray:
     array = np.asarray(value)
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
-    ) or array.dtype == bool:
+    if (
+        array.dtype == object
+        or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer))
+        or array.dtype == bool
+    ):
         raise ValueError(f"{name} must be a real floating-point array, got dtype {array.dtype}")
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(

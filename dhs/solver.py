@@ -181,8 +181,9 @@ class _SerialEngine:
 class _CpuEngine:
     """Interleaved systems, parallel over work items (:mod:`dhs.solvers.cpu`)."""
 
-    def __init__(self, tree: Tree, layout: Layout, dtype: np.dtype, workers: int | None,
-                 tile: int | None):
+    def __init__(
+        self, tree: Tree, layout: Layout, dtype: np.dtype, workers: int | None, tile: int | None
+    ):
         import numba
 
         self.tree = tree

@@ -29,8 +29,9 @@ DEFAULT_TILE = 8
 
 
 @numba.njit(parallel=True, cache=True)
-def interleaved_solve(order, parent, group_ptr, a, b, d, rhs, x, pivot_scratch, lane_check,
-                      failed_items):
+def interleaved_solve(
+    order, parent, group_ptr, a, b, d, rhs, x, pivot_scratch, lane_check, failed_items
+):
     """Solve a batch; see the module docstring.
 
     Parameters

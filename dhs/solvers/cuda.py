@@ -52,9 +52,31 @@ def kernels(dtype: np.dtype):
     element = numba.from_dtype(np.dtype(dtype))
 
     @cuda.jit
-    def solve(node_of, parent, child_ptr, child_index, node_ptr, step_ptr, step_lo, step_hi,
-              a, b, d, rhs, x, n, batch, coupling_stride, groups, blocks_per_component,
-              max_size, use_shared, work_pivot, work_value, status):
+    def solve(
+        node_of,
+        parent,
+        child_ptr,
+        child_index,
+        node_ptr,
+        step_ptr,
+        step_lo,
+        step_hi,
+        a,
+        b,
+        d,
+        rhs,
+        x,
+        n,
+        batch,
+        coupling_stride,
+        groups,
+        blocks_per_component,
+        max_size,
+        use_shared,
+        work_pivot,
+        work_value,
+        status,
+    ):
         staged = cuda.shared.array(0, dtype=element)
         lanes = cuda.blockDim.x // groups
         group = cuda.threadIdx.x // lanes
@@ -146,5 +168,4 @@ def kernel_signature(dtype: np.dtype):
     tables = (index,) * 8  # node_of, parent, child_ptr, child_index, node_ptr, step_ptr, lo, hi
     inputs = (values,) * 5  # a, b, d, rhs, x
     sizes = (count,) * 6  # n, batch, coupling_stride, groups, blocks_per_component, max_size
-    return (*tables, *inputs, *sizes, numba.types.boolean, values, values,
-            numba.types.int32[::1])
+    return (*tables, *inputs, *sizes, numba.types.boolean, values, values, numba.types.int32[::1])

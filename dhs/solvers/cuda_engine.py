@@ -33,22 +33,35 @@ class CudaEngine:
         in the global-memory kernel.
     """
 
-    def __init__(self, layout: Layout, dtype: np.dtype,
-                 shared_memory_bytes: int = DEFAULT_SHARED_MEMORY_BYTES):
+    def __init__(
+        self,
+        layout: Layout,
+        dtype: np.dtype,
+        shared_memory_bytes: int = DEFAULT_SHARED_MEMORY_BYTES,
+    ):
         self.layout = layout
         self.dtype = np.dtype(dtype)
         self.lanes = layout.threads
         self.max_size = int(layout.component_sizes.max())
         self.tables = tuple(
             cuda.to_device(np.ascontiguousarray(table, dtype=np.int64))
-            for table in (layout.node_of, layout.parent, layout.child_ptr, layout.child_index,
-                          layout.node_ptr, layout.step_ptr, layout.step_lo, layout.step_hi)
+            for table in (
+                layout.node_of,
+                layout.parent,
+                layout.child_ptr,
+                layout.child_index,
+                layout.node_ptr,
+                layout.step_ptr,
+                layout.step_lo,
+                layout.step_hi,
+            )
         )
         unit_bytes = 2 * self.max_size * self.dtype.itemsize
         self.uses_shared_memory = unit_bytes <= shared_memory_bytes
         self.max_groups = (
             max(1, min(MAX_PACKED_THREADS // self.lanes, shared_memory_bytes // unit_bytes))
-            if self.uses_shared_memory else 1
+            if self.uses_shared_memory
+            else 1
         )
         self.status = cuda.device_array(1, np.int32)
         self._work = None
@@ -59,8 +72,10 @@ class CudaEngine:
     def run(self, system: System, x: np.ndarray) -> np.ndarray:
         """Copy a checked host system to the device, solve, copy x back into ``x``."""
         batch, n = system.d.shape
-        arrays = [cuda.to_device(array.reshape(-1)) for array in
-                  (system.a, system.b, system.d, system.rhs)]
+        arrays = [
+            cuda.to_device(array.reshape(-1))
+            for array in (system.a, system.b, system.d, system.rhs)
+        ]
         solution = cuda.device_array(batch * n, self.dtype)
         self.launch(*arrays, solution, batch, n, shared_coupling=system.a.shape[0] == 1)
         solution.copy_to_host(x.reshape(-1))
@@ -94,11 +109,12 @@ class CudaEngine:
         elif tuple(out.shape) != tuple(d.shape) or np.dtype(out.dtype) != self.dtype:
             raise ValueError(f"out must be a {self.dtype} device array of shape {d.shape}")
         flat = [array.reshape(-1) for array in (a, b, d, rhs, out)]
-        self.launch(*flat, batch, n, shared_coupling=len(a.shape) == 1 or a.shape[0] == 1
-                    and batch == 1)
+        # (n,) coupling is shared; (batch, n) is per system (the same thing when batch is 1).
+        self.launch(*flat, batch, n, shared_coupling=len(a.shape) == 1 or batch == 1)
         if self.failed():
-            host = check_system(tree, *(array.copy_to_host() for array in (a, b, d, rhs)),
-                                dtype=self.dtype)
+            host = check_system(
+                tree, *(array.copy_to_host() for array in (a, b, d, rhs)), dtype=self.dtype
+            )
             raise diagnose_failure(tree, host)
         return out
 
@@ -115,14 +131,30 @@ class CudaEngine:
             groups = 1
             shared_bytes = 0
             if self._work is None or self._work[0].size < batch * n:
-                self._work = (cuda.device_array(batch * n, self.dtype),
-                              cuda.device_array(batch * n, self.dtype))
+                self._work = (
+                    cuda.device_array(batch * n, self.dtype),
+                    cuda.device_array(batch * n, self.dtype),
+                )
             work = self._work
         blocks_per_component = math.ceil(batch / groups)
         blocks = self.layout.n_components * blocks_per_component
         self.kernel[blocks, groups * self.lanes, 0, shared_bytes](
-            *self.tables, a, b, d, rhs, x, n, batch, coupling_stride, groups,
-            blocks_per_component, self.max_size, self.uses_shared_memory, *work, self.status)
+            *self.tables,
+            a,
+            b,
+            d,
+            rhs,
+            x,
+            n,
+            batch,
+            coupling_stride,
+            groups,
+            blocks_per_component,
+            self.max_size,
+            self.uses_shared_memory,
+            *work,
+            self.status,
+        )
 
     def failed(self) -> bool:
         """Whether the last launch met a non-finite value (synchronises)."""
