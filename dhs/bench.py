@@ -44,24 +44,42 @@ def make_batch(cell: dict[str, np.ndarray], batch: int, seed: int = 0):
     return cell["a"].copy(), cell["b"].copy(), d, rhs
 
 
-def time_call(function: Callable[[], object], repeats: int, budget_s: float = 20.0) -> dict:
-    """Best and median wall time of ``function`` over up to ``repeats`` calls."""
-    function()  # warm-up: compilation, caches, page faults
-    times = []
+def time_round_robin(
+    functions: dict[str, Callable[[], object]],
+    rounds: int,
+    calls_per_turn: int = 2,
+    budget_s: float = 90.0,
+) -> dict[str, dict]:
+    """Time several functions side by side, in steady state.
+
+    Each round gives every function a turn: one untimed call, then ``calls_per_turn``
+    timed calls. Interleaving the turns makes slow drifts of a shared machine hit every
+    method alike; the untimed call lets the method reach the steady state a simulation
+    loop sees (measured here: a parallel solve right after other work ran 2-3x slower
+    than back to back, as idle cores clock down and worker threads sleep).
+    """
+    times: dict[str, list[float]] = {name: [] for name in functions}
     start = time.perf_counter()
-    while len(times) < repeats and (not times or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - t0)
-    return {"best_s": min(times), "median_s": statistics.median(times), "runs": len(times)}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            function()
+            for _ in range(calls_per_turn):
+                t0 = time.perf_counter()
+                function()
+                times[name].append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget_s:
+            break
+    return {
+        name: {"best_s": min(values), "median_s": statistics.median(values), "runs": len(values)}
+        for name, values in times.items()
+    }
 
 
-def copy_bandwidth(n_bytes: int = 1 << 30, repeats: int = 5) -> float:
-    """Best-of copy bandwidth in bytes/s, counting bytes read plus bytes written."""
+def _copy_call(n_bytes: int = 1 << 30) -> Callable[[], None]:
+    """One copy of n_bytes (the bandwidth probe)."""
     source = np.ones(n_bytes // 8)
     target = np.empty_like(source)
-    timing = time_call(lambda: np.copyto(target, source), repeats)
-    return 2 * n_bytes / timing["best_s"]
+    return lambda: np.copyto(target, source)
 
 
 def machine_info() -> dict:
@@ -119,7 +137,7 @@ def run_benchmark(
     batches: tuple[int, ...] = (715, 3000, 7150),
     repeats: int = 7,
     spsolve_cells: int = 20,
-    output: Path | None = None,
+    output_path: Path | None = None,
     include_cuda: bool | None = None,
 ) -> dict:
     """Measure every method on each batch size and write the JSON report.
@@ -130,18 +148,17 @@ def run_benchmark(
         Numbers of cells; with the 1,399-node cell, 715 is about 10⁶ nodes and 7150
         about 10⁷; 3000 matches DeepDendrite's largest CA1 run.
     repeats : int
-        Timed calls per method (best and median are reported).
+        Rounds of timed calls (best and median over rounds are reported).
     spsolve_cells : int
         Cells solved with spsolve per timing (it is far slower; ns/node is per node).
-    output : Path, optional
+    output_path : Path, optional
         JSON path; default ``data/benchmarks/solve_<device>.json``.
     include_cuda : bool, optional
         Default: when a real GPU is present.
     """
     tree, cell = load_cell()
     include_cuda = gpu_available() if include_cuda is None else include_cuda
-    bandwidth = copy_bandwidth()
-    bound_ns = BYTES_PER_NODE / bandwidth * 1e9
+    copy_bytes = 1 << 30
     report = {
         "benchmark": "dhs solve, fp64, batches of one CA1-sized cell (shared a, b)",
         "cell": {
@@ -150,8 +167,10 @@ def run_benchmark(
             "height": tree.height,
         },
         "machine": machine_info(),
-        "copy_bandwidth_GBps": bandwidth / 1e9,
-        "bandwidth_bound_ns_per_node": bound_ns,
+        "method": "round-robin: in each round every method gets a turn of one untimed "
+        "and two timed calls; best and median over all timed calls. Copy bandwidth "
+        "= 2 x 1 GiB / best copy time, measured in the same rounds; bound = 48 B/node "
+        "/ copy bandwidth.",
         "reproduce": "dhs bench  (python3 tasks.py bench)",
         "results": [],
     }
@@ -161,20 +180,42 @@ def run_benchmark(
     for batch in batches:
         a, b, d, rhs = make_batch(cell, batch)
         nodes = batch * tree.n
-        x = np.empty_like(rhs)
-        entry = {"cells": batch, "nodes": nodes, "methods": {}}
-        reference = solvers["serial"].solve(a, b, d, rhs)
-        for name, solver in solvers.items():
-            timing = time_call(_solve_call(solver, a, b, d, rhs, x), repeats)
-            entry["methods"][name] = _summarise(timing, nodes, x, reference)
+        outputs = {name: np.empty_like(rhs) for name in solvers}
+        calls = {
+            name: _solve_call(solver, a, b, d, rhs, outputs[name])
+            for name, solver in solvers.items()
+        }
         if include_cuda:
-            entry["methods"]["cuda_device_resident"] = _time_cuda_resident(
-                solvers["cuda"], a, b, d, rhs, nodes, reference, repeats
+            calls["cuda_device_resident"], outputs["cuda_device_resident"] = _cuda_resident_call(
+                solvers["cuda"], a, b, d, rhs
             )
         cells = min(spsolve_cells, batch)
-        timing = time_call(_spsolve_per_cell(tree, a, b, d, rhs, cells), 3)
-        entry["methods"]["scipy_spsolve"] = _summarise(timing, cells * tree.n)
+        calls["scipy_spsolve"] = _spsolve_per_cell(tree, a, b, d, rhs, cells)
+        calls["copy_bandwidth_probe"] = _copy_call(copy_bytes)
+        timings = time_round_robin(calls, repeats)
+
+        reference = solvers["serial"].solve(a, b, d, rhs)
+        bandwidth = 2 * copy_bytes / timings.pop("copy_bandwidth_probe")["best_s"]
+        bound_ns = BYTES_PER_NODE / bandwidth * 1e9
+        entry = {
+            "cells": batch,
+            "nodes": nodes,
+            "copy_bandwidth_GBps": bandwidth / 1e9,
+            "bandwidth_bound_ns_per_node": bound_ns,
+            "methods": {},
+        }
+        for name, timing in timings.items():
+            solved = cells * tree.n if name == "scipy_spsolve" else nodes
+            output = outputs.get(name)
+            if output is not None and not isinstance(output, np.ndarray):
+                output = output.copy_to_host()
+            entry["methods"][name] = _summarise(timing, solved, output, reference)
         entry["methods"]["scipy_spsolve"]["note"] = f"{cells} cells, one spsolve each"
+        if include_cuda:
+            entry["methods"]["cuda"]["note"] = "host arrays in and out (includes transfers)"
+            entry["methods"]["cuda_device_resident"]["note"] = (
+                "inputs and output on the device; synchronised; excludes host transfers"
+            )
         serial_ns = entry["methods"]["serial"]["ns_per_node"]
         entry["ratios"] = {
             f"{name}_speedup_over_serial": serial_ns / method["ns_per_node"]
@@ -186,13 +227,11 @@ def run_benchmark(
         )
         report["results"].append(entry)
         _print_entry(entry, bound_ns)
-    if output is None:
-        output = DATA / "benchmarks" / f"solve_{_device_tag(report['machine'])}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(
-        f"copy bandwidth {bandwidth / 1e9:.1f} GB/s -> bound {bound_ns:.2f} ns/node; wrote {output}"
-    )
+    if output_path is None:
+        output_path = DATA / "benchmarks" / f"solve_{_device_tag(report['machine'])}.json"
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    output_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {output_path}")
     return report
 
 
@@ -213,8 +252,8 @@ def _summarise(timing: dict, nodes: int, x=None, reference=None) -> dict:
     return summary
 
 
-def _time_cuda_resident(solver: Solver, a, b, d, rhs, nodes, reference, repeats) -> dict:
-    """Kernel time with the data already on the GPU (synchronised, status checked)."""
+def _cuda_resident_call(solver: Solver, a, b, d, rhs):
+    """A solve with inputs and output already on the GPU, synchronised."""
     from numba import cuda
 
     device = [cuda.to_device(array) for array in (a, b, d, rhs)]
@@ -224,9 +263,7 @@ def _time_cuda_resident(solver: Solver, a, b, d, rhs, nodes, reference, repeats)
         solver.solve(*device, out=out)
         cuda.synchronize()
 
-    summary = _summarise(time_call(run, max(repeats, 20)), nodes, out.copy_to_host(), reference)
-    summary["note"] = "inputs and output on the device; excludes host transfers"
-    return summary
+    return run, out
 
 
 def _device_tag(machine: dict) -> str:

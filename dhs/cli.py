@@ -59,7 +59,7 @@ def _bench_command(arguments) -> int:
     run_benchmark(
         batches=tuple(arguments.cells),
         repeats=arguments.repeats,
-        output=Path(arguments.output) if arguments.output else None,
+        output_path=Path(arguments.output) if arguments.output else None,
     )
     return 0
 

@@ -179,7 +179,7 @@ class _SerialEngine:
 
 
 class _CpuEngine:
-    """Interleaved systems, parallel over work items (:mod:`dhs.solvers.cpu`)."""
+    """The two CPU kernels of :mod:`dhs.solvers.cpu`, picked by batch size."""
 
     def __init__(
         self, tree: Tree, layout: Layout, dtype: np.dtype, workers: int | None, tile: int | None
@@ -192,27 +192,44 @@ class _CpuEngine:
         self.tile = int(tile or cpu_solver.DEFAULT_TILE)
         if self.max_workers < 1 or self.tile < 1:
             raise ValueError(f"workers and tile must be positive, got {workers} and {tile}")
-        # Per-cell DHS order: parallel over cells, independent nodes side by side.
+        # Per-cell DHS order for the interleaved kernel.
         self.cell_order = (layout.node_of, layout.node_ptr)
-        # The whole tree in memory order, for batches large enough to fill the workers.
-        memory_order = np.arange(tree.n) if tree.parent_before_child else tree.order
-        self.tree_order = (memory_order, np.array([0, tree.n], np.int64))
-        self._scratch = np.empty((0, 0, 0), dtype)
+        # The whole tree in memory order (the tree's own when parents come first).
+        self.memory_order = np.arange(tree.n) if tree.parent_before_child else tree.order
+        position = np.empty(tree.n, np.int64)
+        position[self.memory_order] = np.arange(tree.n)
+        parent = tree.parent[self.memory_order]
+        self.parent_position = np.where(parent >= 0, position[np.maximum(parent, 0)], -1)
+        self._scratch: dict[tuple, np.ndarray] = {}
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """Scratch kept between calls (a fresh large allocation costs page faults)."""
+        if name not in self._scratch or self._scratch[name].shape != shape:
+            self._scratch[name] = np.empty(shape, self.dtype)
+        return self._scratch[name]
 
     def run(self, system: System, x: np.ndarray) -> np.ndarray:
-        tile = min(self.tile, system.batch)
-        tiles = math.ceil(system.batch / tile)
-        order, group_ptr = self.tree_order if tiles >= self.max_workers else self.cell_order
-        items = (group_ptr.size - 1) * tiles
-        workers = min(self.max_workers, items)
-        shape = (workers, tile, self.tree.n)
-        if self._scratch.shape != shape:
-            self._scratch = np.empty(shape, self.dtype)
-        failed_items = np.zeros(items, np.bool_)
-        cpu_solver.interleaved_solve(
-            order, self.tree.parent, group_ptr, system.a, system.b, system.d, system.rhs, x,
-            self._scratch, np.empty((workers, tile), self.dtype), failed_items,
-        )  # fmt: skip
-        first_rows = (np.flatnonzero(failed_items) % tiles) * tile
+        if system.batch >= cpu_solver.WIDTH:
+            tiles = math.ceil(system.batch / cpu_solver.WIDTH)
+            workers = min(self.max_workers, tiles)
+            shape = (workers, self.tree.n, cpu_solver.WIDTH)
+            failed = np.zeros(tiles, np.bool_)
+            cpu_solver.tiled_solve(
+                self.memory_order, self.parent_position, system.a, system.b, system.d,
+                system.rhs, x, self._buffer("pivot", shape), self._buffer("value", shape),
+                failed,
+            )  # fmt: skip
+            tile = cpu_solver.WIDTH
+        else:
+            tile = min(self.tile, system.batch)
+            order, group_ptr = self.cell_order
+            failed = np.zeros(group_ptr.size - 1, np.bool_)
+            workers = min(self.max_workers, failed.size)
+            cpu_solver.interleaved_solve(
+                order, self.tree.parent, group_ptr, system.a, system.b, system.d, system.rhs,
+                x, self._buffer("pivot_rows", (workers, tile, self.tree.n)),
+                self._buffer("check", (workers, tile)), failed,
+            )  # fmt: skip
+        first_rows = (np.flatnonzero(failed) % math.ceil(system.batch / tile)) * tile
         rows = first_rows[:, None] + np.arange(tile)
         return np.unique(rows[rows < system.batch])

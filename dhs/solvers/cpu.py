@@ -1,31 +1,128 @@
-"""The fast exact CPU solve: several systems interleaved, parallel over work items.
+"""The fast exact CPU solves. Matrix convention: :mod:`dhs.matrix`.
 
-A work item is one *group* of nodes (a set of whole cells, in a parent-before-child
-order) for a tile of up to ``tile`` systems of the batch. The item's systems are
-solved in place in the output rows, one node at a time for all of them: their
-operations are independent, so the core overlaps the divide latency that limits a
-serial Hines solve, while each row is still walked sequentially through memory.
+A serial Hines solve is limited by its chain of dependent divides, not by memory.
+Both kernels here break the chain by working on independent systems side by side,
+parallel over work items with ``prange``; :class:`dhs.solver.Solver` picks one.
 
-Two orders serve as groups (chosen in :class:`dhs.solver.Solver`):
-
-* for large batches, one group holding the whole tree in a memory-friendly
-  parent-before-child order (the tree's own numbering when it is one already);
-* for a single system or a few, each cell in its DHS order (:mod:`dhs.layout`):
-  consecutive nodes of a step are independent, which gives instruction-level
-  parallelism, and the cells of a forest are spread over the cores.
-
-No data is transposed: traffic per node is d and rhs read once, x written once,
-a and b read once (or once per batch when shared). Matrix convention: :mod:`dhs.matrix`.
+* :func:`tiled_solve`, for batches of at least :data:`WIDTH` systems: a tile of
+  ``WIDTH`` systems is gathered node-major into per-thread scratch (node by node, so
+  the reads are ``WIDTH`` sequential streams), solved with inner loops over the tile
+  that the compiler vectorises (SIMD divides), and scattered back. The scratch stays
+  in cache, so memory traffic is d and rhs read once and x written once.
+* :func:`interleaved_solve`, for fewer systems: the systems are solved in place in
+  the output rows, interleaved node by node. Its work items are whole cells in their
+  DHS order (:mod:`dhs.layout`), so the cells of a forest spread over the cores and
+  consecutive nodes of a step are independent (instruction-level parallelism).
 """
 
 from __future__ import annotations
 
 import numba
+import numpy as np
 
-__all__ = ["DEFAULT_TILE", "interleaved_solve"]
+__all__ = ["DEFAULT_TILE", "WIDTH", "interleaved_solve", "tiled_solve"]
 
-# Systems interleaved per work item; 8 measured best on a 2-core Zen 4 (REFERENCE §3).
+# Systems per tile of tiled_solve: a compile-time constant so that the inner loops
+# vectorise (8 doubles = one AVX-512 register); 8 also measured best for the
+# interleaved kernel on a 2-core Zen 4.
+WIDTH = 8
 DEFAULT_TILE = 8
+
+
+@numba.njit(parallel=True, cache=True)
+def tiled_solve(
+    order, parent_position, a, b, d, rhs, x, pivot_scratch, value_scratch, failed_tiles
+):
+    """Solve a batch in node-major tiles of :data:`WIDTH` systems.
+
+    Parameters
+    ----------
+    order : int64 array (n,)
+        All nodes in a parent-before-child order; scratch row k holds node ``order[k]``.
+    parent_position : int64 array (n,)
+        Scratch row of the parent of ``order[k]``, or -1 for a root.
+    a, b : (1 or batch, n) arrays in the tree's numbering
+    d, rhs : (batch, n) arrays in the tree's numbering (read only)
+    x : (batch, n) array, receives the solution; may be ``rhs`` itself
+    pivot_scratch, value_scratch : arrays (workers, n, WIDTH), overwritten
+    failed_tiles : bool array (n_tiles,)
+        Set for each tile whose pivots or solution are not all finite. Any non-finite
+        d, rhs, or a, b of a non-root node makes one of them non-finite.
+    """
+    workers = pivot_scratch.shape[0]
+    n = order.size
+    batch = d.shape[0]
+    shared = a.shape[0] == 1
+    tiles = (batch + WIDTH - 1) // WIDTH
+    for worker in numba.prange(workers):
+        pivot = pivot_scratch[worker]
+        value = value_scratch[worker]
+        check = np.zeros(WIDTH)
+        coupling_a = np.zeros((n, WIDTH)) if not shared else np.zeros((0, WIDTH))
+        coupling_b = np.zeros((n, WIDTH)) if not shared else np.zeros((0, WIDTH))
+        for tile in range(worker, tiles, workers):
+            first = tile * WIDTH
+            width = min(WIDTH, batch - first)
+            # Gather node by node: WIDTH sequential read streams, contiguous writes.
+            # Missing systems of the last tile are padded with the identity.
+            for k in range(n):
+                node = order[k]
+                for q in range(width):
+                    pivot[k, q] = d[first + q, node]
+                    value[k, q] = rhs[first + q, node]
+                for q in range(width, WIDTH):
+                    pivot[k, q] = 1.0
+                    value[k, q] = 0.0
+                if not shared:
+                    for q in range(width):
+                        coupling_a[k, q] = a[first + q, node]
+                        coupling_b[k, q] = b[first + q, node]
+                    for q in range(width, WIDTH):
+                        coupling_a[k, q] = 0.0
+                        coupling_b[k, q] = 0.0
+            # Triangularise, children before parents.
+            for k in range(n - 1, -1, -1):
+                up = parent_position[k]
+                if up < 0:
+                    continue
+                if shared:
+                    a_k = a[0, order[k]]
+                    b_k = b[0, order[k]]
+                    for q in range(WIDTH):
+                        factor = a_k / pivot[k, q]
+                        pivot[up, q] -= factor * b_k
+                        value[up, q] -= factor * value[k, q]
+                else:
+                    for q in range(WIDTH):
+                        factor = coupling_a[k, q] / pivot[k, q]
+                        pivot[up, q] -= factor * coupling_b[k, q]
+                        value[up, q] -= factor * value[k, q]
+            # Back-substitute, parents before children. x * 0 is 0 for finite x and
+            # nan otherwise; one accumulator per system keeps the loop vectorisable.
+            for q in range(WIDTH):
+                check[q] = 0.0
+            for k in range(n):
+                up = parent_position[k]
+                if up < 0:
+                    for q in range(WIDTH):
+                        value[k, q] = value[k, q] / pivot[k, q]
+                elif shared:
+                    b_k = b[0, order[k]]
+                    for q in range(WIDTH):
+                        value[k, q] = (value[k, q] - b_k * value[up, q]) / pivot[k, q]
+                else:
+                    for q in range(WIDTH):
+                        value[k, q] = (value[k, q] - coupling_b[k, q] * value[up, q]) / pivot[k, q]
+                for q in range(WIDTH):
+                    check[q] += value[k, q] * 0.0 + pivot[k, q] * 0.0
+            finite = True
+            for q in range(WIDTH):
+                finite = finite and check[q] == 0.0
+            failed_tiles[tile] = not finite
+            for k in range(n):
+                node = order[k]
+                for q in range(width):
+                    x[first + q, node] = value[k, q]
 
 
 @numba.njit(parallel=True, cache=True)
