@@ -47,6 +47,8 @@ class System:
 
 
 def _as_float_array(name: str, value, dtype: np.dtype) -> np.ndarray:
+    if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
+        return value  # the common case, checked cheaply (a solve can take microseconds)
     array = np.asarray(value)
     if (
         array.dtype == object

@@ -6,13 +6,14 @@ Matrix convention and shapes: :mod:`dhs.matrix`.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import numpy as np
 
 from .backends import resolve_backend
 from .layout import Layout, dhs_layout
 from .matrix import System, check_system, diagnose_failure
-from .schedule import Schedule, schedule
+from .schedule import Schedule, _check_threads, schedule
 from .solvers import cpu as cpu_solver
 from .solvers import serial as serial_solver
 from .tree import Tree
@@ -20,6 +21,7 @@ from .tree import Tree
 __all__ = ["Solver", "solve"]
 
 _DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+_NO_ROWS = np.empty(0, np.int64)
 
 
 class Solver:
@@ -47,8 +49,6 @@ class Solver:
     ----------
     backend : str
         The backend that runs (never ``"auto"``).
-    layout : Layout
-        The DHS numbering and per-cell step tables used by the cpu and cuda backends.
     """
 
     def __init__(
@@ -68,16 +68,20 @@ class Solver:
         self.tree = tree
         self.dtype = np.dtype(dtype)
         self.backend = resolve_backend(backend)
-        self.layout: Layout = dhs_layout(tree, threads)
-        self.threads = self.layout.threads
+        self.threads = _check_threads(threads)
         if self.backend == "serial":
             self._engine = _SerialEngine(tree)
         elif self.backend == "cpu":
-            self._engine = _CpuEngine(tree, self.layout, self.dtype, workers, tile)
+            self._engine = _CpuEngine(tree, self.dtype, workers, tile)
         else:
             from .solvers.cuda_engine import CudaEngine
 
             self._engine = CudaEngine(self.layout, self.dtype)
+
+    @cached_property
+    def layout(self) -> Layout:
+        """The DHS numbering and per-cell step tables (what the cuda backend runs)."""
+        return dhs_layout(self.tree, self.threads)
 
     @property
     def schedule(self) -> Schedule:
@@ -181,9 +185,7 @@ class _SerialEngine:
 class _CpuEngine:
     """The two CPU kernels of :mod:`dhs.solvers.cpu`, picked by batch size."""
 
-    def __init__(
-        self, tree: Tree, layout: Layout, dtype: np.dtype, workers: int | None, tile: int | None
-    ):
+    def __init__(self, tree: Tree, dtype: np.dtype, workers: int | None, tile: int | None):
         import numba
 
         self.tree = tree
@@ -192,14 +194,18 @@ class _CpuEngine:
         self.tile = int(tile or cpu_solver.DEFAULT_TILE)
         if self.max_workers < 1 or self.tile < 1:
             raise ValueError(f"workers and tile must be positive, got {workers} and {tile}")
-        # Per-cell DHS order for the interleaved kernel.
-        self.cell_order = (layout.node_of, layout.node_ptr)
         # The whole tree in memory order (the tree's own when parents come first).
         self.memory_order = np.arange(tree.n) if tree.parent_before_child else tree.order
         position = np.empty(tree.n, np.int64)
         position[self.memory_order] = np.arange(tree.n)
         parent = tree.parent[self.memory_order]
         self.parent_position = np.where(parent >= 0, position[np.maximum(parent, 0)], -1)
+        # Each cell on its own, for spreading a forest over the cores.
+        cells = tree.component_nodes()
+        if tree.parent_before_child:
+            cells = [np.sort(nodes) for nodes in cells]
+        self.cell_order = np.concatenate(cells)
+        self.cell_ptr = np.concatenate([[0], np.cumsum([nodes.size for nodes in cells])])
         self._scratch: dict[tuple, np.ndarray] = {}
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -214,7 +220,8 @@ class _CpuEngine:
             workers = min(self.max_workers, tiles)
             shape = (workers, self.tree.n, cpu_solver.WIDTH)
             failed = np.zeros(tiles, np.bool_)
-            cpu_solver.tiled_solve(
+            kernel = cpu_solver.tiled_solve if workers > 1 else cpu_solver.tiled_solve_one_thread
+            kernel(
                 self.memory_order, self.parent_position, system.a, system.b, system.d,
                 system.rhs, x, self._buffer("pivot", shape), self._buffer("value", shape),
                 failed,
@@ -222,14 +229,25 @@ class _CpuEngine:
             tile = cpu_solver.WIDTH
         else:
             tile = min(self.tile, system.batch)
-            order, group_ptr = self.cell_order
+            # Cells as work items only when there are several to spread over the cores.
+            if self.cell_ptr.size > 2 and self.max_workers > 1:
+                order, group_ptr = self.cell_order, self.cell_ptr
+            else:
+                order, group_ptr = self.memory_order, np.array([0, self.tree.n])
             failed = np.zeros(group_ptr.size - 1, np.bool_)
             workers = min(self.max_workers, failed.size)
-            cpu_solver.interleaved_solve(
+            kernel = (
+                cpu_solver.interleaved_solve
+                if workers > 1
+                else cpu_solver.interleaved_solve_one_thread
+            )
+            kernel(
                 order, self.tree.parent, group_ptr, system.a, system.b, system.d, system.rhs,
                 x, self._buffer("pivot_rows", (workers, tile, self.tree.n)),
                 self._buffer("check", (workers, tile)), failed,
             )  # fmt: skip
+        if not failed.any():
+            return _NO_ROWS
         first_rows = (np.flatnonzero(failed) % math.ceil(system.batch / tile)) * tile
         rows = first_rows[:, None] + np.arange(tile)
         return np.unique(rows[rows < system.batch])

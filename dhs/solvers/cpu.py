@@ -10,9 +10,13 @@ parallel over work items with ``prange``; :class:`dhs.solver.Solver` picks one.
   that the compiler vectorises (SIMD divides), and scattered back. The scratch stays
   in cache, so memory traffic is d and rhs read once and x written once.
 * :func:`interleaved_solve`, for fewer systems: the systems are solved in place in
-  the output rows, interleaved node by node. Its work items are whole cells in their
-  DHS order (:mod:`dhs.layout`), so the cells of a forest spread over the cores and
-  consecutive nodes of a step are independent (instruction-level parallelism).
+  the output rows, interleaved node by node. Its work items are whole cells, so the
+  cells of a forest spread over the cores.
+
+Both walk the nodes in a parent-before-child order close to memory order (NEURON's own
+numbering is one). The DHS step order was measured too: it exposes independent nodes,
+but its scattered access lost to memory order on every size tried here (3x slower for
+a single 10^5-node cell), so on the CPU it is left to the GPU layout.
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["DEFAULT_TILE", "WIDTH", "interleaved_solve", "tiled_solve"]
+__all__ = [
+    "DEFAULT_TILE",
+    "WIDTH",
+    "interleaved_solve",
+    "interleaved_solve_one_thread",
+    "tiled_solve",
+    "tiled_solve_one_thread",
+]
 
 # Systems per tile of tiled_solve: a compile-time constant so that the inner loops
 # vectorise (8 doubles = one AVX-512 register); 8 also measured best for the
@@ -200,3 +211,9 @@ def interleaved_solve(
             for q in range(width):
                 finite = finite and check[q] == 0.0
             failed_items[item] = not finite
+
+
+# The same kernels compiled without the thread pool: waking it costs more than a
+# single work item of a small cell (measured 225 µs against 35 µs for 168 nodes).
+tiled_solve_one_thread = numba.njit(cache=True)(tiled_solve.py_func)
+interleaved_solve_one_thread = numba.njit(cache=True)(interleaved_solve.py_func)

@@ -1,0 +1,287 @@
+"""Swap NEURON's fixed-step tree solve for ``dhs.Solver``.
+
+NEURON's ``nrn_solve`` calls the global hook ``nrn_multisplit_solve_`` instead of its
+own triangularisation and back-substitution when the hook is set (REFERENCE.md §5).
+:class:`DhsSolve` sets it to a callback that solves the live ``d`` and ``rhs`` in place
+with :class:`dhs.Solver`; NEURON then updates voltages, states, events and recordings
+with all of its own code. The live arrays come, zero-copy, from a block registered with
+NEURON's nonvint block supervisor; ``a`` and ``b`` are read once per topology.
+
+Preconditions (NEURON calls the hook only then, or for something else):
+
+* the fixed-step method (CVode uses the same hook for its own solves);
+* one thread;
+* no extracellular mechanism or LinearMechanism (they switch NEURON to sparse13);
+* ``ParallelContext().optimize_node_order()`` equal to 0.
+
+:meth:`DhsSolve.install` raises ``ValueError`` when one fails. If one stops holding
+later (say ``cvode_active(1)`` before the next run), every solve falls back to NEURON's
+own ``nrn_solve`` with a warning, so results are never wrong.
+"""
+
+from __future__ import annotations
+
+import traceback
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from neuron import h
+from neuron import nonvint_block_supervisor as supervisor
+
+import dhs
+
+from . import _nrn
+from .extract import node_map, read_coupling
+
+__all__ = ["DhsSolve", "SolveStats", "check_preconditions", "installed", "use_dhs"]
+
+_INSTALLED: DhsSolve | None = None
+
+
+@dataclass
+class SolveStats:
+    """What happened while the swap was installed.
+
+    Attributes
+    ----------
+    solves : int
+        Solves done by ``dhs``.
+    native_solves : int
+        Solves handed back to NEURON because a precondition failed.
+    rebuilds : int
+        Times the topology or a, b were re-read (topology or geometry changed).
+    shadow_max_difference_mV : float
+        With ``shadow=True``: the largest |Δv(dhs) - Δv(NEURON)| over all solves.
+    shadow_solves : int
+    """
+
+    solves: int = 0
+    native_solves: int = 0
+    rebuilds: int = 0
+    shadow_max_difference_mV: float = 0.0
+    shadow_solves: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_preconditions() -> list[str]:
+    """Every reason why the hook cannot be used now; empty when it can."""
+    problems = []
+    if _nrn.cvode_active():
+        problems.append(
+            "CVode is active (h.cvode_active(1)); only the fixed-step method is supported"
+        )
+    if _nrn.thread_count() != 1:
+        problems.append(
+            f"NEURON runs {_nrn.thread_count()} threads; use h.ParallelContext().nthread(1)"
+        )
+    sparse = [sec.name() for sec in h.allsec() if sec.has_membrane("extracellular")]
+    if sparse:
+        problems.append(
+            f"the extracellular mechanism is inserted in {', '.join(sparse[:5])}"
+            + (" ..." if len(sparse) > 5 else "")
+            + " (NEURON then uses sparse13)"
+        )
+    linear = int(h.List("LinearMechanism").count())
+    if linear:
+        problems.append(f"{linear} LinearMechanism object(s) exist (NEURON then uses sparse13)")
+    if _nrn.uses_sparse13() and not sparse and not linear:
+        problems.append("NEURON is using its sparse13 solver")
+    if h.ParallelContext().optimize_node_order() != 0:
+        problems.append("ParallelContext().optimize_node_order() is not 0")
+    return problems
+
+
+class DhsSolve:
+    """Route every fixed-step NEURON solve through :class:`dhs.Solver`.
+
+    Use as a context manager (``with use_dhs(): h.run()``) or with
+    :meth:`install` / :meth:`uninstall`.
+
+    Parameters
+    ----------
+    backend : str
+        ``dhs`` backend: "auto", "serial", "cpu" or "cuda".
+    threads : int
+        k for the DHS schedule.
+    dtype : numpy.float64 or numpy.float32
+        Precision of the solve; NEURON's arrays stay float64.
+    shadow : bool
+        Also run NEURON's own solve on a copy each step and record the largest
+        difference in :attr:`stats` (``shadow_max_difference_mV``). Slower; for checks.
+    """
+
+    def __init__(
+        self, backend: str = "auto", threads: int = 32, dtype=np.float64, shadow: bool = False
+    ):
+        self.backend = dhs.resolve_backend(backend)
+        self.threads = threads
+        self.dtype = np.dtype(dtype)
+        self.shadow = shadow
+        self.stats = SolveStats()
+        self._solver: dhs.Solver | None = None
+        self._a = self._b = None
+        self._version: tuple | None = None
+        self._live: dict[str, np.ndarray] = {}
+        self._block = [
+            None,
+            None,
+            self._on_current,
+            self._on_conductance,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ]
+        self._hook = _nrn.HookFunction(self._on_solve)
+        self._saved_hook = None
+        self._initialize_handler = None
+        self._error: BaseException | None = None
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ install
+    def install(self) -> DhsSolve:
+        """Set the hook. Raises ValueError if a precondition fails."""
+        global _INSTALLED
+        if _INSTALLED is not None:
+            raise ValueError("a DHS solve is already installed; uninstall it first")
+        problems = check_preconditions()
+        if problems:
+            raise ValueError("cannot swap in the DHS solve: " + "; ".join(problems))
+        pointer = _nrn.hook_pointer()
+        if pointer.value:
+            raise ValueError(
+                "NEURON's nrn_multisplit_solve_ hook is already in use "
+                "(multisplit?); the DHS solve cannot share it"
+            )
+        supervisor.register(self._block)
+        self._saved_hook = pointer.value
+        pointer.value = _nrn.cast_hook(self._hook)
+        self._initialize_handler = h.FInitializeHandler(0, self._on_initialize)
+        self._version = None
+        _INSTALLED = self
+        return self
+
+    def uninstall(self) -> None:
+        """Restore NEURON's own solve exactly as it was."""
+        global _INSTALLED
+        if _INSTALLED is not self:
+            return
+        _nrn.hook_pointer().value = self._saved_hook
+        supervisor.unregister(self._block)
+        self._initialize_handler = None
+        self._live.clear()
+        _INSTALLED = None
+
+    def __enter__(self) -> DhsSolve:
+        return self.install()
+
+    def __exit__(self, *exc_info) -> None:
+        self.uninstall()
+        self.raise_if_failed()
+
+    def raise_if_failed(self) -> None:
+        """Re-raise an error met inside a solve (that solve was done by NEURON)."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(
+                "a DHS solve failed and NEURON's own solve was used instead"
+            ) from error
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_current(self, rhs: np.ndarray) -> None:
+        self._live["rhs"] = rhs  # NEURON's storage can move: refresh every step
+
+    def _on_conductance(self, d: np.ndarray) -> None:
+        self._live["d"] = d
+
+    def _on_initialize(self) -> None:
+        problems = check_preconditions()
+        for problem in problems:
+            self._warn(f"DHS solve not used: {problem}; NEURON solves instead")
+
+    def _on_solve(self) -> None:
+        """The hook: solve the live system in place, or let NEURON do it."""
+        try:
+            if _nrn.cvode_active() or _nrn.thread_count() != 1 or _nrn.uses_sparse13():
+                self._native(
+                    "a precondition failed during the run (CVode, threads or "
+                    "sparse13); NEURON solves instead"
+                )
+                return
+            d, rhs = self._live.get("d"), self._live.get("rhs")
+            if d is None or rhs is None or d.size != rhs.size:
+                self._native("NEURON's d and rhs were not delivered to the DHS solve")
+                return
+            version = (*_nrn.matrix_version(), rhs.size)
+            if version != self._version:
+                self._rebuild(rhs.size)
+                self._version = version
+            if self.shadow:
+                self._solve_with_shadow(d, rhs)
+            else:
+                self._solve(d, rhs)
+            self.stats.solves += 1
+        except BaseException as error:  # never return with an unsolved system
+            self._error = error
+            traceback.print_exc()
+            _nrn.native_solve()
+            self.stats.native_solves += 1
+
+    # ------------------------------------------------------------------ helpers
+    def _rebuild(self, size: int) -> None:
+        nodes = node_map()
+        if nodes.n != size:
+            raise RuntimeError(f"NEURON has {size} matrix rows but {nodes.n} mapped nodes")
+        self._a, self._b = read_coupling(nodes)
+        tree = dhs.Tree(nodes.parent)
+        self._solver = dhs.Solver(
+            tree, threads=self.threads, backend=self.backend, dtype=self.dtype
+        )
+        self.stats.rebuilds += 1
+
+    def _solve(self, d: np.ndarray, rhs: np.ndarray) -> None:
+        if self.dtype == np.float64:
+            self._solver.solve(self._a, self._b, d, rhs, inplace=True)
+        else:
+            rhs[:] = self._solver.solve(self._a, self._b, d, rhs)
+
+    def _solve_with_shadow(self, d: np.ndarray, rhs: np.ndarray) -> None:
+        saved_d, saved_rhs = d.copy(), rhs.copy()
+        _nrn.native_solve()  # NEURON's own triang + bksub on the live arrays
+        reference = rhs.copy()
+        d[:] = saved_d
+        rhs[:] = saved_rhs
+        self._solve(d, rhs)
+        difference = float(np.max(np.abs(rhs - reference))) if rhs.size else 0.0
+        self.stats.shadow_max_difference_mV = max(self.stats.shadow_max_difference_mV, difference)
+        self.stats.shadow_solves += 1
+
+    def _native(self, message: str) -> None:
+        self._warn(message)
+        _nrn.native_solve()
+        self.stats.native_solves += 1
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self.stats.warnings.append(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+def use_dhs(
+    backend: str = "auto", threads: int = 32, dtype=np.float64, shadow: bool = False
+) -> DhsSolve:
+    """Context manager: ``with use_dhs(): h.run()`` solves every fixed step with DHS.
+
+    See :class:`DhsSolve` for the parameters and the preconditions.
+    """
+    return DhsSolve(backend=backend, threads=threads, dtype=dtype, shadow=shadow)
+
+
+def installed() -> DhsSolve | None:
+    """The installed swap, if any."""
+    return _INSTALLED
