@@ -16,6 +16,7 @@ and the solution in ``rhs``, so reading them then gives no system at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from neuron import h
@@ -107,7 +108,7 @@ def node_map() -> NodeMap:
         if not h.SectionRef(sec=section).has_parent():
             parent[chain[0][1]] = -1
             owner[chain[0][1]] = (section, attached)
-        for (_, up), (x, node) in zip(chain[:-1], chain[1:], strict=True):
+        for (_, up), (x, node) in pairwise(chain):
             parent[node] = up
             owner[node] = (section, x)
     n = len(parent)
