@@ -228,7 +228,7 @@ def run_benchmark(
         report["results"].append(entry)
         _print_entry(entry, bound_ns)
     if output_path is None:
-        output_path = DATA / "benchmarks" / f"solve_{_device_tag(report['machine'])}.json"
+        output_path = DATA / "benchmarks" / f"solve_{device_tag(report['machine'])}.json"
     output_path.parent.mkdir(parents=True, exist_ok=True)
     output_path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {output_path}")
@@ -266,7 +266,8 @@ def _cuda_resident_call(solver: Solver, a, b, d, rhs):
     return run, out
 
 
-def _device_tag(machine: dict) -> str:
+def device_tag(machine: dict) -> str:
+    """A file-name tag for the machine: its GPU's name, or its CPU core count."""
     if machine["gpu"]:
         return "gpu-" + machine["gpu"]["name"].replace(" ", "-")
     return f"cpu-{machine['cpu_count']}core"

@@ -41,7 +41,8 @@ class Solver:
     dtype : {numpy.float64, numpy.float32}
         Precision of the solve. Inputs of another floating dtype are converted.
     workers : int, optional
-        CPU threads for the ``"cpu"`` backend (default: Numba's thread count).
+        CPU threads for the ``"cpu"`` backend. Default: Numba's thread count for calls of
+        at least :data:`dhs.solvers.cpu.PARALLEL_MIN_NODES` node-solves, one below.
     tile : int, optional
         Systems per CPU work item (default :data:`dhs.solvers.cpu.DEFAULT_TILE`).
 
@@ -191,6 +192,7 @@ class _CpuEngine:
         self.tree = tree
         self.dtype = dtype
         self.max_workers = int(workers or numba.get_num_threads())
+        self.workers_given = workers is not None
         self.tile = int(tile or cpu_solver.DEFAULT_TILE)
         if self.max_workers < 1 or self.tile < 1:
             raise ValueError(f"workers and tile must be positive, got {workers} and {tile}")
@@ -215,9 +217,12 @@ class _CpuEngine:
         return self._scratch[name]
 
     def run(self, system: System, x: np.ndarray) -> np.ndarray:
+        # Threads pay only for large calls, unless the caller asked for them.
+        large = system.batch * self.tree.n >= cpu_solver.PARALLEL_MIN_NODES
+        max_workers = self.max_workers if large or self.workers_given else 1
         if system.batch >= cpu_solver.WIDTH:
             tiles = math.ceil(system.batch / cpu_solver.WIDTH)
-            workers = min(self.max_workers, tiles)
+            workers = min(max_workers, tiles)
             shape = (workers, self.tree.n, cpu_solver.WIDTH)
             failed = np.zeros(tiles, np.bool_)
             kernel = cpu_solver.tiled_solve if workers > 1 else cpu_solver.tiled_solve_one_thread
@@ -230,12 +235,12 @@ class _CpuEngine:
         else:
             tile = min(self.tile, system.batch)
             # Cells as work items only when there are several to spread over the cores.
-            if self.cell_ptr.size > 2 and self.max_workers > 1:
+            if self.cell_ptr.size > 2 and max_workers > 1:
                 order, group_ptr = self.cell_order, self.cell_ptr
             else:
                 order, group_ptr = self.memory_order, np.array([0, self.tree.n])
             failed = np.zeros(group_ptr.size - 1, np.bool_)
-            workers = min(self.max_workers, failed.size)
+            workers = min(max_workers, failed.size)
             kernel = (
                 cpu_solver.interleaved_solve
                 if workers > 1

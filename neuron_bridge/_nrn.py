@@ -22,10 +22,17 @@ def _library():
     return neuron.nrn_dll()
 
 
+@functools.cache
+def _int_variable(name: str) -> ctypes.c_int:
+    # Bound to the variable's address once: the hook reads these every step.
+    return ctypes.c_int.in_dll(_library(), name)
+
+
 def _int(name: str) -> int:
-    return ctypes.c_int.in_dll(_library(), name).value
+    return _int_variable(name).value
 
 
+@functools.cache
 def hook_pointer() -> ctypes.c_void_p:
     """``nrn_multisplit_solve_``: when set, ``nrn_solve`` calls it instead of solving."""
     try:
@@ -45,14 +52,18 @@ def _native_solve_function():
     return function
 
 
+@functools.cache
+def _threads_pointer() -> ctypes.c_void_p:
+    return ctypes.c_void_p.in_dll(_library(), "nrn_threads")
+
+
 def native_solve() -> None:
     """Run NEURON's own ``nrn_solve`` on thread 0, with the hook cleared meanwhile."""
     pointer = hook_pointer()
     saved = pointer.value
     pointer.value = None
     try:
-        threads = ctypes.c_void_p.in_dll(_library(), "nrn_threads").value
-        _native_solve_function()(threads)
+        _native_solve_function()(_threads_pointer().value)
     finally:
         pointer.value = saved
 

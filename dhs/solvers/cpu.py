@@ -39,6 +39,11 @@ __all__ = [
 WIDTH = 8
 DEFAULT_TILE = 8
 
+# Below this many node-solves per call the one-thread kernels run: waking Numba's thread
+# pool between the steps of a NEURON run cost milliseconds per call here (measured: a
+# two-cell, 168-node model took 10 ms per step with threads and 0.1 ms without).
+PARALLEL_MIN_NODES = 100_000
+
 
 @numba.njit(parallel=True, cache=True)
 def tiled_solve(
