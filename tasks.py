@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Set up a virtual environment from the project's own files, then run a task.
 
-    python3 tasks.py demo    # the main job
+    python3 tasks.py demo    # the main job: NEURON's pyramidal cell, native vs DHS
     python3 tasks.py test    # lint and the test suite (what CI runs)
-    python3 tasks.py bench   # the solve benchmark (writes data/benchmarks/*.json)
+    python3 tasks.py bench   # the benchmarks (write data/benchmarks/*.json)
 
 Needs only Python 3.10+ with venv; everything else comes from setup.cfg.
 """
@@ -43,9 +43,9 @@ def run(*command) -> None:
 
 
 TASKS = {
-    "demo": lambda: run(BIN / "dhs", "demo"),
+    "demo": lambda: run(BIN / "dhs-neuron", "demo"),
     "test": lambda: (run(BIN / "ruff", "check", "."), run(PYTHON, "-m", "pytest", "-ra")),
-    "bench": lambda: run(BIN / "dhs", "bench"),
+    "bench": lambda: (run(BIN / "dhs", "bench"), run(BIN / "dhs-neuron", "bench")),
 }
 
 
