@@ -40,6 +40,7 @@ class System:
     d: np.ndarray
     rhs: np.ndarray
     batched: bool  # False when d and rhs were given as (n,)
+    coupling_per_system: bool = False  # True when a and b were given as (batch, n)
 
     @property
     def batch(self) -> int:
@@ -107,7 +108,7 @@ def check_system(tree: Tree, a, b, d, rhs, dtype=np.float64) -> System:
             "they must both be shared (n,) or both per instance (batch, n)"
         )
     two_d = {name: array.reshape(-1, n) for name, array in arrays.items()}
-    return System(batched=batched, **two_d)
+    return System(batched=batched, coupling_per_system=arrays["a"].ndim == 2, **two_d)
 
 
 def to_dense(tree: Tree, a: np.ndarray, b: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -132,7 +133,8 @@ def diagnose_failure(tree: Tree, system: System, rows=None) -> ValueError:
         bad = np.argwhere(~np.isfinite(array))
         if bad.size:
             row, node = (int(v) for v in bad[0])
-            where = f"{name}[{row}, {node}]" if system.batched else f"{name}[{node}]"
+            indexed_by_row = system.batched and (name in ("d", "rhs") or system.coupling_per_system)
+            where = f"{name}[{row}, {node}]" if indexed_by_row else f"{name}[{node}]"
             return ValueError(
                 f"{where} is {array[row, node]} (not finite); {len(bad)} non-finite "
                 f"value(s) in {name}"

@@ -130,6 +130,9 @@ class Solver:
         failed_rows = self._engine.run(system, x)
         if len(failed_rows):
             raise diagnose_failure(self.tree, system, rows=failed_rows)
+        given = rhs if inplace else out
+        if given is not None:
+            return given  # NumPy's out= convention: the very array that was passed
         return x if system.batched else x[0]
 
     def _output(self, system: System, rhs, out, inplace: bool) -> np.ndarray:
@@ -191,11 +194,14 @@ class _CpuEngine:
 
         self.tree = tree
         self.dtype = dtype
-        self.max_workers = int(workers or numba.get_num_threads())
+        for name, value in (("workers", workers), ("tile", tile)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+            ):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.max_workers = int(workers) if workers is not None else numba.get_num_threads()
         self.workers_given = workers is not None
-        self.tile = int(tile or cpu_solver.DEFAULT_TILE)
-        if self.max_workers < 1 or self.tile < 1:
-            raise ValueError(f"workers and tile must be positive, got {workers} and {tile}")
+        self.tile = int(tile) if tile is not None else cpu_solver.DEFAULT_TILE
         # The whole tree in memory order (the tree's own when parents come first).
         self.memory_order = np.arange(tree.n) if tree.parent_before_child else tree.order
         position = np.empty(tree.n, np.int64)
@@ -239,7 +245,8 @@ class _CpuEngine:
                 order, group_ptr = self.cell_order, self.cell_ptr
             else:
                 order, group_ptr = self.memory_order, np.array([0, self.tree.n])
-            failed = np.zeros(group_ptr.size - 1, np.bool_)
+            groups = group_ptr.size - 1
+            failed = np.zeros(groups * math.ceil(system.batch / tile), np.bool_)
             workers = min(max_workers, failed.size)
             kernel = (
                 cpu_solver.interleaved_solve

@@ -124,6 +124,11 @@ class Cell:
     ``soma`` (name contains "soma"), ``axon`` (``axon``, ``hillock``, ``myelin``, ``node``,
     ``ais``, ``iseg``), ``dendrites`` (everything else: ``dend``, ``apic``,
     ``dendrite_1``, ...), ``all`` (= ``sections``).
+
+    Lifetime: sections made by a hoc/nrn file live in NEURON until deleted; Import3d's
+    sections are Python-owned and go when the cell is garbage collected (they form a
+    reference cycle with their owner, so not necessarily at once). Call :meth:`delete` to
+    remove either kind deterministically.
     """
 
     name: str

@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ["hines_solve"]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def hines_solve(parent, order, a, b, d, rhs, x, failed):
     """Solve every row of a batch; ``x`` receives the solutions.
 
