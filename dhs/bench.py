@@ -139,6 +139,7 @@ def run_benchmark(
     spsolve_cells: int = 20,
     output_path: Path | None = None,
     include_cuda: bool | None = None,
+    copy_bytes: int = 1 << 30,
 ) -> dict:
     """Measure every method on each batch size and write the JSON report.
 
@@ -155,10 +156,12 @@ def run_benchmark(
         JSON path; default ``data/benchmarks/solve_<device>.json``.
     include_cuda : bool, optional
         Default: when a real GPU is present.
+    copy_bytes : int
+        Size of the copy that probes memory bandwidth (1 GiB by default, far beyond the
+        caches).
     """
     tree, cell = load_cell()
     include_cuda = gpu_available() if include_cuda is None else include_cuda
-    copy_bytes = 1 << 30
     report = {
         "benchmark": "dhs solve, fp64, batches of one CA1-sized cell (shared a, b)",
         "cell": {
@@ -169,8 +172,8 @@ def run_benchmark(
         "machine": machine_info(),
         "method": "round-robin: in each round every method gets a turn of one untimed "
         "and two timed calls; best and median over all timed calls. Copy bandwidth "
-        "= 2 x 1 GiB / best copy time, measured in the same rounds; bound = 48 B/node "
-        "/ copy bandwidth.",
+        f"= 2 x {copy_bytes / 2**30:g} GiB / best copy time, measured in the same rounds; "
+        "bound = 48 B/node / copy bandwidth.",
         "reproduce": "dhs bench  (python3 tasks.py bench)",
         "results": [],
     }

@@ -20,7 +20,13 @@ import numpy as np
 
 from .tree import Tree
 
-__all__ = ["Schedule", "breadth_first_level_steps", "lower_bound", "schedule"]
+__all__ = [
+    "Schedule",
+    "breadth_first_level_steps",
+    "check_threads",
+    "lower_bound",
+    "schedule",
+]
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def lower_bound(tree: Tree, threads: int) -> int:
 
     ``Q_h`` counts nodes with depth >= h. Hu's algorithm attains this bound.
     """
-    threads = _check_threads(threads)
+    threads = check_threads(threads)
     per_depth = np.bincount(tree.depth)
     at_or_below = np.cumsum(per_depth[::-1])[::-1]  # Q_h for h = 0..height
     heights = np.arange(per_depth.size)
@@ -82,7 +88,7 @@ def breadth_first_level_steps(tree: Tree, threads: int) -> int:
     solver does. It is not optimal; the gap to :func:`lower_bound` is what Hu's
     algorithm buys.
     """
-    threads = _check_threads(threads)
+    threads = check_threads(threads)
     per_depth = np.bincount(tree.depth)
     return int(np.sum(-(-per_depth // threads)))
 
@@ -111,7 +117,7 @@ def schedule(tree: Tree, threads: int = 32) -> Schedule:
     -------
     Schedule
     """
-    threads = _check_threads(threads)
+    threads = check_threads(threads)
     order, step_ptr = _hu(tree.parent, tree.depth, tree.n_children, threads, tree.height)
     for array in (order, step_ptr):
         array.setflags(write=False)
@@ -120,7 +126,8 @@ def schedule(tree: Tree, threads: int = 32) -> Schedule:
     )
 
 
-def _check_threads(threads: int) -> int:
+def check_threads(threads: int) -> int:
+    """``threads`` as an int, or ValueError unless it is a positive integer."""
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     return int(threads)

@@ -13,7 +13,7 @@ import numpy as np
 from .backends import resolve_backend
 from .layout import Layout, dhs_layout
 from .matrix import System, check_system, diagnose_failure
-from .schedule import Schedule, _check_threads, schedule
+from .schedule import Schedule, check_threads, schedule
 from .solvers import cpu as cpu_solver
 from .solvers import serial as serial_solver
 from .tree import Tree
@@ -34,8 +34,8 @@ class Solver:
     tree : Tree
         The topology (a forest is several cells solved together).
     threads : int, default 32
-        k: nodes eliminated in parallel per step (GPU lanes per cell). Also used for
-        the CPU layout.
+        k: nodes eliminated in parallel per step, the GPU lanes per cell (the CPU
+        backends solve each system in order and ignore it).
     backend : {"auto", "serial", "cpu", "cuda"}
         See :mod:`dhs.backends`. ``"auto"`` takes a real GPU when present, else the CPU.
     dtype : {numpy.float64, numpy.float32}
@@ -69,7 +69,7 @@ class Solver:
         self.tree = tree
         self.dtype = np.dtype(dtype)
         self.backend = resolve_backend(backend)
-        self.threads = _check_threads(threads)
+        self.threads = check_threads(threads)
         if self.backend == "serial":
             self._engine = _SerialEngine(tree)
         elif self.backend == "cpu":
@@ -84,7 +84,7 @@ class Solver:
         """The DHS numbering and per-cell step tables (what the cuda backend runs)."""
         return dhs_layout(self.tree, self.threads)
 
-    @property
+    @cached_property
     def schedule(self) -> Schedule:
         """Hu's schedule of the whole tree (all cells together) with ``threads``."""
         return schedule(self.tree, self.threads)
