@@ -85,6 +85,15 @@ def set_up_nodes() -> None:
             function()
 
 
+def thread_time() -> float:
+    """``nrn_threads[0]._t`` (ms), the first field of ``NrnThread``.
+
+    Inside a fixed step it runs half a step ahead of hoc's ``t`` while the matrix is
+    assembled and solved; in ``fcurrent`` and ``finitialize`` the two are equal.
+    """
+    return ctypes.c_double.from_address(_threads_pointer().value).value
+
+
 def cvode_active() -> bool:
     return bool(_int("cvode_active_"))
 

@@ -7,6 +7,12 @@ with :class:`dhs.Solver`; NEURON then updates voltages, states, events and recor
 with all of its own code. The live arrays come, zero-copy, from a block registered with
 NEURON's nonvint block supervisor; ``a`` and ``b`` are read once per topology.
 
+The hook is set only for the solve of a fixed step: the block's conductance callback,
+the last thing NEURON does before ``nrn_solve``, sets it when a step is in progress
+(NEURON's thread time then runs half a step ahead of hoc's ``t``) and every
+precondition holds, and the hook clears it when it returns. It is never left set
+between steps: with it set, switching CVode on crashes NEURON.
+
 Preconditions (NEURON calls the hook only then, or for something else):
 
 * the fixed-step method (CVode uses the same hook for its own solves);
@@ -15,8 +21,9 @@ Preconditions (NEURON calls the hook only then, or for something else):
 * ``ParallelContext().optimize_node_order()`` equal to 0.
 
 :meth:`DhsSolve.install` raises ``ValueError`` when one fails. If one stops holding
-later (say ``cvode_active(1)`` before the next run), every solve falls back to NEURON's
-own ``nrn_solve`` with a warning, so results are never wrong.
+later (say ``cvode_active(1)`` before the next run), the hook is simply not set and
+NEURON solves by itself, with a warning, so results are never wrong. NEURON's nonvint
+supervisor supports one thread only, so while several run the block is unregistered.
 """
 
 from __future__ import annotations
@@ -48,7 +55,9 @@ class SolveStats:
     solves : int
         Solves done by ``dhs``.
     native_solves : int
-        Solves handed back to NEURON because a precondition failed.
+        Fixed steps NEURON solved by itself (a precondition failed, or a dhs solve
+        raised and NEURON's own solve was used for that step). Steps run while several
+        threads are active are not counted: the block is unregistered then.
     rebuilds : int
         Times the topology or a, b were re-read (topology or geometry changed).
     shadow_max_difference_mV : float
@@ -109,57 +118,56 @@ class DhsSolve:
     shadow : bool
         Also run NEURON's own solve on a copy each step and record the largest
         difference in :attr:`stats` (``shadow_max_difference_mV``). Slower; for checks.
+    **solver_options
+        Passed to :class:`dhs.Solver` (``workers``, ``tile``).
     """
 
     def __init__(
-        self, backend: str = "auto", threads: int = 32, dtype=np.float64, shadow: bool = False
+        self,
+        backend: str = "auto",
+        threads: int = 32,
+        dtype=np.float64,
+        shadow: bool = False,
+        **solver_options,
     ):
         self.backend = dhs.resolve_backend(backend)
         self.threads = threads
         self.dtype = np.dtype(dtype)
         self.shadow = shadow
+        self.solver_options = solver_options
         self.stats = SolveStats()
         self._solver: dhs.Solver | None = None
         self._a = self._b = None
         self._version: tuple | None = None
         self._live: dict[str, np.ndarray] = {}
-        self._block = [
-            None,
-            None,
-            self._on_current,
-            self._on_conductance,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        ]
+        # The supervisor's callback slots: setup, initialize, current, conductance,
+        # fixed_step_solve (end of a step), then six for CVode that stay empty.
+        self._block = [None, None, self._on_current, self._on_conductance, self._on_step_end]
+        self._block += [None] * 6
+        self._registered = False
+        self._solved_this_step = False
+        self._saved_rhs = np.empty(0)
         self._hook = _nrn.HookFunction(self._on_solve)
-        self._saved_hook = None
         self._initialize_handler = None
         self._error: BaseException | None = None
         self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ install
     def install(self) -> DhsSolve:
-        """Set the hook. Raises ValueError if a precondition fails."""
+        """Start routing fixed-step solves through dhs. Raises ValueError if a
+        precondition fails now."""
         global _INSTALLED
         if _INSTALLED is not None:
             raise ValueError("a DHS solve is already installed; uninstall it first")
         problems = check_preconditions()
         if problems:
             raise ValueError("cannot swap in the DHS solve: " + "; ".join(problems))
-        pointer = _nrn.hook_pointer()
-        if pointer.value:
+        if _nrn.hook_pointer().value:
             raise ValueError(
                 "NEURON's nrn_multisplit_solve_ hook is already in use "
                 "(multisplit?); the DHS solve cannot share it"
             )
-        supervisor.register(self._block)
-        self._saved_hook = pointer.value
-        pointer.value = _nrn.cast_hook(self._hook)
+        self._register(True)
         self._initialize_handler = h.FInitializeHandler(0, self._on_initialize)
         self._version = None
         _INSTALLED = self
@@ -170,11 +178,31 @@ class DhsSolve:
         global _INSTALLED
         if _INSTALLED is not self:
             return
-        _nrn.hook_pointer().value = self._saved_hook
-        supervisor.unregister(self._block)
+        self._set_hook(False)
+        self._register(False)
+        self._registered = False
         self._initialize_handler = None
         self._live.clear()
         _INSTALLED = None
+
+    def _register(self, on: bool, *, quiet: bool = False) -> None:
+        """Add or remove the block. ``quiet`` skips the supervisor's structure-change
+        flag, which NEURON rejects while finitialize runs (its data are frozen)."""
+        if on == self._registered:
+            return
+        if not quiet:
+            (supervisor.register if on else supervisor.unregister)(self._block)
+        elif on:
+            supervisor.call.append(self._block)
+            supervisor.activate_callback(True)
+        else:
+            supervisor.call.remove(self._block)
+            if not supervisor.call:
+                supervisor.activate_callback(False)
+        self._registered = on
+
+    def _set_hook(self, on: bool) -> None:
+        _nrn.hook_pointer().value = _nrn.cast_hook(self._hook) if on else None
 
     def __enter__(self) -> DhsSolve:
         return self.install()
@@ -193,43 +221,56 @@ class DhsSolve:
 
     # ------------------------------------------------------------------ callbacks
     def _on_current(self, rhs: np.ndarray) -> None:
+        self._set_hook(False)
         self._live["rhs"] = rhs  # NEURON's storage can move: refresh every step
 
     def _on_conductance(self, d: np.ndarray) -> None:
         self._live["d"] = d
+        if _nrn.thread_time() == h.t:
+            return  # fcurrent or finitialize: no solve follows, leave the hook clear
+        if _nrn.cvode_active() or _nrn.thread_count() != 1 or _nrn.uses_sparse13():
+            self._warn(
+                "a precondition of the DHS solve failed during the run (CVode, "
+                "threads or sparse13); NEURON solves instead"
+            )
+            return
+        self._set_hook(True)
+
+    def _on_step_end(self, dt: float) -> None:
+        self._set_hook(False)  # also when NEURON took a path that never called it
+        if not self._solved_this_step:
+            self.stats.native_solves += 1
+        self._solved_this_step = False
 
     def _on_initialize(self) -> None:
-        problems = check_preconditions()
-        for problem in problems:
+        # The supervisor asserts one thread: step aside while several run.
+        self._register(_nrn.thread_count() == 1, quiet=True)
+        for problem in check_preconditions():
             self._warn(f"DHS solve not used: {problem}; NEURON solves instead")
 
     def _on_solve(self) -> None:
-        """The hook: solve the live system in place, or let NEURON do it."""
+        """The hook: solve the live system in place, or let NEURON do it on error."""
         try:
-            if _nrn.cvode_active() or _nrn.thread_count() != 1 or _nrn.uses_sparse13():
-                self._native(
-                    "a precondition failed during the run (CVode, threads or "
-                    "sparse13); NEURON solves instead"
-                )
-                return
-            d, rhs = self._live.get("d"), self._live.get("rhs")
-            if d is None or rhs is None or d.size != rhs.size:
-                self._native("NEURON's d and rhs were not delivered to the DHS solve")
-                return
+            d, rhs = self._live["d"], self._live["rhs"]
             version = (*_nrn.matrix_version(), rhs.size)
             if version != self._version:
                 self._rebuild(rhs.size)
                 self._version = version
+            np.copyto(self._saved_rhs, rhs)
             if self.shadow:
                 self._solve_with_shadow(d, rhs)
             else:
                 self._solve(d, rhs)
             self.stats.solves += 1
+            self._solved_this_step = True
         except BaseException as error:  # never return with an unsolved system
             self._error = error
             traceback.print_exc()
+            if self._saved_rhs.shape == self._live["rhs"].shape:
+                np.copyto(self._live["rhs"], self._saved_rhs)  # ours may have written
             _nrn.native_solve()
-            self.stats.native_solves += 1
+        finally:
+            self._set_hook(False)
 
     # ------------------------------------------------------------------ helpers
     def _rebuild(self, size: int) -> None:
@@ -237,9 +278,14 @@ class DhsSolve:
         if nodes.n != size:
             raise RuntimeError(f"NEURON has {size} matrix rows but {nodes.n} mapped nodes")
         self._a, self._b = read_coupling(nodes)
+        self._saved_rhs = np.empty(size)
         tree = dhs.Tree(nodes.parent)
         self._solver = dhs.Solver(
-            tree, threads=self.threads, backend=self.backend, dtype=self.dtype
+            tree,
+            threads=self.threads,
+            backend=self.backend,
+            dtype=self.dtype,
+            **self.solver_options,
         )
         self.stats.rebuilds += 1
 
@@ -260,11 +306,6 @@ class DhsSolve:
         self.stats.shadow_max_difference_mV = max(self.stats.shadow_max_difference_mV, difference)
         self.stats.shadow_solves += 1
 
-    def _native(self, message: str) -> None:
-        self._warn(message)
-        _nrn.native_solve()
-        self.stats.native_solves += 1
-
     def _warn(self, message: str) -> None:
         if message not in self._warned:
             self._warned.add(message)
@@ -273,13 +314,17 @@ class DhsSolve:
 
 
 def use_dhs(
-    backend: str = "auto", threads: int = 32, dtype=np.float64, shadow: bool = False
+    backend: str = "auto",
+    threads: int = 32,
+    dtype=np.float64,
+    shadow: bool = False,
+    **solver_options,
 ) -> DhsSolve:
     """Context manager: ``with use_dhs(): h.run()`` solves every fixed step with DHS.
 
     See :class:`DhsSolve` for the parameters and the preconditions.
     """
-    return DhsSolve(backend=backend, threads=threads, dtype=dtype, shadow=shadow)
+    return DhsSolve(backend=backend, threads=threads, dtype=dtype, shadow=shadow, **solver_options)
 
 
 def installed() -> DhsSolve | None:
