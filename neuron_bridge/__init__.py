@@ -8,6 +8,7 @@
 This package depends on :mod:`dhs`; :mod:`dhs` never imports it.
 """
 
+from .export import export_model, netstim_spike_times
 from .extract import HinesSystem, NodeMap, extract, node_map
 from .morphology import (
     Cell,
@@ -28,10 +29,12 @@ __all__ = [
     "check_preconditions",
     "default_morphology_path",
     "discretize",
+    "export_model",
     "extract",
     "installed",
     "lambda_f",
     "load_morphology",
+    "netstim_spike_times",
     "node_count",
     "node_map",
     "use_dhs",

@@ -72,8 +72,9 @@ def main(tstop: float = 100.0, threads: int = 32) -> int:
             f"{name:12s} {tree.n:7,} {tree.n:12,} {steps if name != 'NEURON' else '-':>9} "
             f"{difference:14.2e} {run['spikes'].size:6d} {run['seconds_per_step'] * 1e3:8.3f}"
         )
-    same_spikes = all(np.array_equal(run["spikes"], native["spikes"]) for run in runs.values())
-    print(f"\nspike times identical in every run: {same_spikes}")
+    exact = [run for name, run in runs.items() if not name.endswith("fp32")]
+    same_spikes = all(np.array_equal(run["spikes"], native["spikes"]) for run in exact)
+    print(f"\nspike times identical in every fp64 run: {same_spikes}")
     print(
         f"DHS steps with k={threads}: {dhs_steps} (lower bound "
         f"{dhs.lower_bound(tree, threads)}; breadth-first levels "

@@ -1,0 +1,27 @@
+"""dhs.engine: many instances of one cell model with NEURON's exact fixed step.
+
+* :class:`CellModel` (:mod:`dhs.engine.model`): a NEURON-free description of a model
+  (topology, NEURON's matrix coefficients, pas/hh/IClamp/ExpSyn/Exp2Syn, synaptic
+  events), savable with ``np.savez``. ``neuron_bridge.export.export_model()`` makes one
+  from a live NEURON session.
+* :class:`Engine` (:mod:`dhs.engine.integrate`): runs ``n_instances`` copies, each with
+  its own parameters and synaptic events, on the CPU with Numba, node-major and parallel
+  over instances, reproducing NEURON's voltage traces to round-off.
+
+This subpackage does not import NEURON.
+"""
+
+from .integrate import Engine, RunResult, time_grid
+from .model import MECHANISMS, SYNAPSES, CellModel, MechanismTable, SynapticEvents, load_model
+
+__all__ = [
+    "MECHANISMS",
+    "SYNAPSES",
+    "CellModel",
+    "Engine",
+    "MechanismTable",
+    "RunResult",
+    "SynapticEvents",
+    "load_model",
+    "time_grid",
+]
