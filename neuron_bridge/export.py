@@ -3,8 +3,9 @@
 :func:`export_model` reads the current NEURON session: the tree and NEURON's matrix
 coefficients (:func:`neuron_bridge.extract.node_map`, ``h.fmatrix``), node areas and
 capacitance, the supported mechanisms (``pas``, ``hh``, ``IClamp``, ``ExpSyn``,
-``Exp2Syn``) with their parameters, and the synaptic events that deterministic NetStims
-send through NetCons. The result runs in :class:`dhs.engine.Engine` with NEURON's
+``Exp2Syn``, and ``AmpaNmda`` once :func:`neuron_bridge.compile_mod.load_mod_mechanisms`
+has loaded it) with their parameters, and the synaptic events that deterministic
+NetStims send through NetCons. The result runs in :class:`dhs.engine.Engine` with NEURON's
 fixed-step numerics and no NEURON at run time.
 
 Anything the engine cannot reproduce raises ``ValueError`` naming all of it at once:
@@ -35,9 +36,10 @@ from dhs.engine.model import (
 )
 
 from . import _nrn
+from .compile_mod import mechanism_type
 from .extract import node_map, read_coupling
 
-__all__ = ["export_model", "netstim_spike_times"]
+__all__ = ["export_model", "netstim_spike_times", "point_process_order"]
 
 SUPPORTED_IONS = ("na", "k")  # written by hh; their e_ion are hh parameters
 ZERO_AREA = 100.0  # NEURON's internal area of a zero-area node (treeset.cpp)
@@ -45,6 +47,9 @@ MAX_NETSTIM_SPIKES = 1_000_000
 
 # ion_style bits: c_style + 4*e_style + 16*einit + 32*eadvance + 64*cinit
 _EINIT, _EADVANCE = 16, 32
+#: The order in which the engine adds the mechanisms' currents: NEURON's, by internal
+#: type number (AmpaNmda, loaded from a .mod file, comes after every built-in type).
+ENGINE_ORDER = ("pas", "IClamp", "ExpSyn", "Exp2Syn", "hh", "AmpaNmda")
 
 
 def netstim_spike_times(
@@ -96,8 +101,46 @@ def _point_process_types() -> list[tuple[str, bool]]:
 
 
 def _objects(type_name: str) -> list:
+    """Every object of a type; none when NEURON does not know the type (AmpaNmda before
+    its mechanisms are loaded)."""
+    if not hasattr(h, type_name):
+        return []
     objects = h.List(type_name)
     return [objects.o(i) for i in range(int(objects.count()))]
+
+
+def _neuron_order(located: list, node: list[int]) -> list:
+    """``located`` (``h.List`` order) with the point processes that share a node put in
+    the order NEURON adds their currents.
+
+    NEURON keeps a mechanism's instances sorted by node, and at one node in the order of
+    the node's property list (``seg.point_processes()``: the newest first, or the one
+    placed there last). Only the order at a shared node changes the sums, so only those
+    instances swap places among themselves; every other one keeps its ``h.List`` row.
+    """
+    slots: dict[int, list[int]] = defaultdict(list)
+    for k, i in enumerate(node):
+        slots[i].append(k)
+    ordered = list(located)
+    for rows in slots.values():
+        if len(rows) < 2:
+            continue
+        members = [located[k] for k in rows]
+        rank = {p.hname(): r for r, p in enumerate(members[0].get_segment().point_processes())}
+        members.sort(key=lambda obj: rank.get(obj.hname(), len(rank)))
+        for k, obj in zip(rows, members, strict=True):
+            ordered[k] = obj
+    return ordered
+
+
+def point_process_order(type_name: str) -> list:
+    """The located point processes of one type in the order of their rows in
+    :func:`export_model`'s table: ``h.List`` order, except at shared nodes (see
+    :func:`_neuron_order`). Use it to find a NEURON object's row for
+    :meth:`dhs.engine.Engine.set` (``index``) and :meth:`~dhs.engine.Engine.set_events`."""
+    _nrn.set_up_nodes()  # node_index() is 0 everywhere until NEURON numbers the nodes
+    located = [obj for obj in _objects(type_name) if obj.has_loc()]
+    return _neuron_order(located, [obj.get_segment().node_index() for obj in located])
 
 
 def _netcon_source_is_voltage(netcon) -> bool:
@@ -143,6 +186,18 @@ def _check_supported(point_types: list[tuple[str, bool]]) -> None:
             places.append(_segment_name(obj.get_segment()) if obj.has_loc() else "nowhere")
         problems.append(f"{type_name} (point process) in {', '.join(places)}")
 
+    numbers = []
+    for name in ENGINE_ORDER:
+        try:
+            numbers.append((mechanism_type(name), name))
+        except ValueError:  # not loaded (AmpaNmda): none can be in the model
+            continue
+    if numbers != sorted(numbers):
+        features.append(
+            "NEURON's mechanism type numbers "
+            + ", ".join(f"{name} {number}" for number, name in numbers)
+            + " are not in the engine's order"
+        )
     if h.CVode().active():
         features.append("the variable time step (CVode) is active")
     if int(h.secondorder) != 0:
@@ -151,7 +206,7 @@ def _check_supported(point_types: list[tuple[str, bool]]) -> None:
         features.append(f"{_nrn.thread_count()} threads (only 1 is supported)")
     if int(h.List("LinearMechanism").count()):
         features.append("LinearMechanism")
-    synapses_exist = any(int(h.List(name).count()) for name in SYNAPSES)
+    synapses_exist = any(_objects(name) for name in SYNAPSES)
     if synapses_exist and getattr(h, "nrn_netrec_state_adjust", 0):
         features.append("nrn_netrec_state_adjust is set")
     for netcon in _objects("NetCon"):
@@ -198,7 +253,9 @@ def export_model(v_init: float = -65.0, *, t_max: float = math.inf) -> CellModel
     Returns
     -------
     CellModel
-        Node order, a and b are NEURON's; point processes appear in ``h.List`` order.
+        Node order, a and b are NEURON's; point processes appear in ``h.List`` order,
+        except that those of one type at one node are in NEURON's order among
+        themselves (the order in which NEURON sums their currents there; newest first).
 
     Raises
     ------
@@ -251,7 +308,7 @@ def export_model(v_init: float = -65.0, *, t_max: float = math.inf) -> CellModel
 
     index_of: dict[str, tuple[str, int]] = {}
     for name in POINT_PROCESSES:
-        located = [obj for obj in _objects(name) if obj.has_loc()]
+        located = point_process_order(name)
         node = [obj.get_segment().node_index() for obj in located]
         params = {p: [getattr(obj, p) for obj in located] for p in MECHANISMS[name]}
         tables[name] = MechanismTable(

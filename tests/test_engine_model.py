@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+import dhs
 from dhs.engine import CellModel, Engine, MechanismTable, SynapticEvents, load_model, time_grid
 
 DT = 0.025
@@ -103,7 +104,7 @@ def _cnexp(x, inf, tau, dt):
 def reference_single(model: CellModel, n_steps: int, dt: float = DT) -> np.ndarray:
     """NEURON's fixed step for :func:`single_compartment`, written out in plain Python."""
     params = {name: {p: float(v[0]) for p, v in t.params.items()}
-              for name, t in model.mechanisms.items()}  # fmt: skip
+              for name, t in model.mechanisms.items() if t.count}  # fmt: skip
     pas, hh, clamp = params["pas"], params["hh"], params["IClamp"]
     exp1, exp2 = params["ExpSyn"], params["Exp2Syn"]
     tau1 = exp2["tau1"]
@@ -320,7 +321,10 @@ def test_engine_argument_errors():
     with pytest.raises(ValueError, match="n_instances"):
         Engine(model, 0)
     with pytest.raises(ValueError, match="backend"):
-        Engine(model, 1, backend="cuda")
+        Engine(model, 1, backend="gpu")
+    if not dhs.gpu_available():
+        with pytest.raises(ValueError, match="GPU"):
+            Engine(model, 1, backend="cuda")
     with pytest.raises(ValueError, match="solver"):
         Engine(model, 1, solver="magic")
     with pytest.raises(ValueError, match="chunk"):

@@ -6,8 +6,9 @@ One step, exactly as ``nrn_fixed_step_thread`` (``fadvance.cpp``) does it
 2. ``t += dt/2``; assemble the matrix (``setup_tree_matrix``: ``nrn_rhs`` then
    ``nrn_lhs`` in ``treeset.cpp``): ``rhs = 0`` and ``d = 0``; every mechanism, in
    the order of NEURON's internal type numbers (pas 4, IClamp 7, ExpSyn 9, Exp2Syn 10,
-   hh 17, after the ions 15 and 16), adds ``-i(v)`` to rhs and its finite-difference
-   conductance to d (:mod:`dhs.engine.mechanisms`);
+   hh 17, after the ions 15 and 16; then AmpaNmda, which ``nrnivmodl`` adds after all
+   the built-in types: 24 in NEURON 9.0.2), adds ``-i(v)`` to rhs and its
+   finite-difference conductance to d (:mod:`dhs.engine.mechanisms`);
    capacitance adds ``cm * cfac`` with ``cfac = 0.001 * (1 / dt)``; the axial terms
    follow, node by node in increasing index::
 
@@ -73,20 +74,25 @@ __all__ = ["Engine", "RunResult", "time_grid"]
 _Static = namedtuple(
     "_Static",
     ["parent", "a", "b", "cfac", "dt", "t_grid", "t_mid", "pas_node", "hh_node", "ic_node",
-     "ic_mfact", "es_node", "es_mfact", "e2_node", "e2_mfact", "q10", "use_table", "table"],
+     "ic_mfact", "es_node", "es_mfact", "e2_node", "e2_mfact", "q10", "use_table", "table",
+     "an_node", "an_mfact"],
+    defaults=(np.zeros(0, np.int64), np.zeros(0)),  # AmpaNmda fields: none by default
 )  # fmt: skip
 # Per-instance parameters: (n_nodes or m, n_instances), v_init (n_instances,).
 _Params = namedtuple(
     "_Params",
     ["cm", "v_init", "pas_g", "pas_e", "hh_gnabar", "hh_gkbar", "hh_gl", "hh_el", "hh_ena",
      "hh_ek", "ic_del", "ic_dur", "ic_amp", "es_tau", "es_e", "e2_tau1", "e2_tau2", "e2_e",
-     "e2_factor"],
+     "e2_factor", "an_tau1_ampa", "an_tau2_ampa", "an_tau1_nmda", "an_tau2_nmda", "an_e",
+     "an_ratio", "an_mg", "an_factor_ampa", "an_factor_nmda"],
+    defaults=(np.zeros((0, 0)),) * 9,  # AmpaNmda fields: none by default
 )  # fmt: skip
 # Per-instance state, node-major.
 _State = namedtuple(
     "_State",
     ["v", "rhs", "d", "hh_m", "hh_h", "hh_n", "es_g", "e2_A", "e2_B", "spike_flag",
-     "spike_v"],
+     "spike_v", "an_A_ampa", "an_B_ampa", "an_A_nmda", "an_B_nmda"],
+    defaults=(np.zeros((0, 0)),) * 4,  # AmpaNmda fields: none by default
 )  # fmt: skip
 # Events sorted by (chunk, step, time); chunk c owns ptr[c]:ptr[c + 1].
 _Events = namedtuple("_Events", ["ptr", "step", "col", "kind", "syn", "weight", "cursor"])
@@ -161,6 +167,12 @@ def _initialize(c0, c1, fixed, par, st, out):
         for q in range(c0, c1):
             st.e2_A[j, q] = 0.0
             st.e2_B[j, q] = 0.0
+    for j in range(fixed.an_node.size):
+        for q in range(c0, c1):
+            st.an_A_ampa[j, q] = 0.0
+            st.an_B_ampa[j, q] = 0.0
+            st.an_A_nmda[j, q] = 0.0
+            st.an_B_nmda[j, q] = 0.0
     for q in range(c0, c1):
         st.spike_flag[q] = 0
         out.spike_n[q] = 0
@@ -176,11 +188,19 @@ def _deliver(c, k, par, st, ev):
         q = ev.col[cursor]
         s = ev.syn[cursor]
         w = ev.weight[cursor]
-        if ev.kind[cursor] == 0:  # ExpSyn: g = g + weight
+        kind = ev.kind[cursor]
+        if kind == 0:  # ExpSyn: g = g + weight
             st.es_g[s, q] = st.es_g[s, q] + w
-        else:  # Exp2Syn: A = A + weight*factor, B = B + weight*factor
+        elif kind == 1:  # Exp2Syn: A = A + weight*factor, B = B + weight*factor
             st.e2_A[s, q] = st.e2_A[s, q] + w * par.e2_factor[s, q]
             st.e2_B[s, q] = st.e2_B[s, q] + w * par.e2_factor[s, q]
+        else:  # AmpaNmda: AMPA by weight*factor_ampa, NMDA by weight*nmda_ratio*factor_nmda
+            ampa = w * par.an_factor_ampa[s, q]
+            nmda = w * par.an_ratio[s, q] * par.an_factor_nmda[s, q]
+            st.an_A_ampa[s, q] = st.an_A_ampa[s, q] + ampa
+            st.an_B_ampa[s, q] = st.an_B_ampa[s, q] + ampa
+            st.an_A_nmda[s, q] = st.an_A_nmda[s, q] + nmda
+            st.an_B_nmda[s, q] = st.an_B_nmda[s, q] + nmda
         cursor += 1
     ev.cursor[c] = cursor
 
@@ -261,6 +281,20 @@ def _assemble(c0, c1, k, fixed, par, st):
             i_now = mech.hh_current(vq, m, h, nn, gnabar, gkbar, gl, el, ena, ek)
             rhs[i, q] -= i_now
             d[i, q] += (i_up - i_now) / 0.001
+    # AmpaNmda (type after hh): i = g_ampa*(v - e) + g_nmda*mgblock(v)*(v - e), 1e2/area
+    for j in range(fixed.an_node.size):
+        i = fixed.an_node[j]
+        mfact = fixed.an_mfact[j]
+        for q in range(c0, c1):
+            g_ampa = st.an_B_ampa[j, q] - st.an_A_ampa[j, q]
+            g_nmda = st.an_B_nmda[j, q] - st.an_A_nmda[j, q]
+            e = par.an_e[j, q]
+            mg = par.an_mg[j, q]
+            vq = v[i, q]
+            i_up = mech.ampanmda_current(vq + 0.001, g_ampa, g_nmda, e, mg)
+            i_now = mech.ampanmda_current(vq, g_ampa, g_nmda, e, mg)
+            rhs[i, q] -= i_now * mfact
+            d[i, q] += ((i_up - i_now) / 0.001) * mfact
     # Capacitance, then the axial terms, node by node (see the module doc for why one
     # pass gives NEURON's order of operations on every element).
     cfac = fixed.cfac
@@ -332,6 +366,12 @@ def _finish(c0, c1, k, fixed, par, st, out):
         for q in range(c0, c1):
             st.e2_A[j, q] = mech.decay(st.e2_A[j, q], par.e2_tau1[j, q], dt)
             st.e2_B[j, q] = mech.decay(st.e2_B[j, q], par.e2_tau2[j, q], dt)
+    for j in range(fixed.an_node.size):
+        for q in range(c0, c1):
+            st.an_A_ampa[j, q] = mech.decay(st.an_A_ampa[j, q], par.an_tau1_ampa[j, q], dt)
+            st.an_B_ampa[j, q] = mech.decay(st.an_B_ampa[j, q], par.an_tau2_ampa[j, q], dt)
+            st.an_A_nmda[j, q] = mech.decay(st.an_A_nmda[j, q], par.an_tau1_nmda[j, q], dt)
+            st.an_B_nmda[j, q] = mech.decay(st.an_B_nmda[j, q], par.an_tau2_nmda[j, q], dt)
     _observe(c0, c1, k + 1, fixed, st, out)
 
 
@@ -447,8 +487,9 @@ class Engine:
     ----------
     model : CellModel
     n_instances : int, default 1
-    backend : {"cpu", "auto"}
-        Only the CPU (Numba) is implemented.
+    backend : {"cpu", "auto", "cuda"}
+        ``"cuda"``: the whole run on an NVIDIA GPU (:mod:`dhs.engine.cuda`); ``"auto"``
+        is the CPU.
     solver : {"fused", "dhs"}
         ``"fused"``: one parallel Numba kernel for the whole run (default).
         ``"dhs"``: step by step, with :class:`dhs.Solver` for the linear solves.
@@ -482,11 +523,15 @@ class Engine:
             raise ValueError(f"n_instances must be a positive integer, got {n_instances!r}")
         if n_instances < 1:
             raise ValueError(f"n_instances must be a positive integer, got {n_instances}")
-        if backend not in ("cpu", "auto"):
+        if backend not in ("cpu", "auto", "cuda"):
             raise ValueError(
-                f"backend {backend!r} is not available for the engine; use 'cpu' (the GPU "
-                "engine is not implemented yet)"
+                f"backend {backend!r} is not available for the engine; use 'cpu' or 'cuda'"
             )
+        if backend == "cuda":
+            from . import cuda as engine_cuda
+
+            engine_cuda.check_available()
+            engine_cuda.check_model(model)
         if solver not in ("fused", "dhs"):
             raise ValueError(f"solver must be 'fused' or 'dhs', got {solver!r}")
         for name, value in (("chunk", chunk), ("workers", workers)):
@@ -496,7 +541,7 @@ class Engine:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.model = model
         self.n_instances = int(n_instances)
-        self.backend = "cpu"
+        self.backend = "cuda" if backend == "cuda" else "cpu"
         self.solver = solver
         self.chunk = int(chunk)
         self.workers = workers
@@ -614,7 +659,7 @@ class Engine:
 
         Parameters
         ----------
-        kind : {"ExpSyn", "Exp2Syn"}
+        kind : {"ExpSyn", "Exp2Syn", "AmpaNmda"}
         synapse : int
             Row of the synapse in the model's table of that kind.
         times : array_like
@@ -756,9 +801,12 @@ class Engine:
             e2_node=tables["Exp2Syn"].node, e2_mfact=1.0e2 / area[tables["Exp2Syn"].node],
             q10=mech.hh_q10(model.celsius), use_table=model.hh_tables,
             table=mech.hh_table(model.celsius) if model.hh_tables else np.zeros((6, 201)),
+            an_node=tables["AmpaNmda"].node, an_mfact=1.0e2 / area[tables["AmpaNmda"].node],
         )  # fmt: skip
         p = self._params
         e2_tau1 = mech.exp2syn_tau1(p["Exp2Syn.tau1"], p["Exp2Syn.tau2"])
+        an_tau1_ampa = mech.exp2syn_tau1(p["AmpaNmda.tau1_ampa"], p["AmpaNmda.tau2_ampa"])
+        an_tau1_nmda = mech.exp2syn_tau1(p["AmpaNmda.tau1_nmda"], p["AmpaNmda.tau2_nmda"])
         params = _Params(
             cm=p["cm"], v_init=p["v_init"], pas_g=p["pas.g"], pas_e=p["pas.e"],
             hh_gnabar=p["hh.gnabar"], hh_gkbar=p["hh.gkbar"], hh_gl=p["hh.gl"],
@@ -766,6 +814,11 @@ class Engine:
             ic_dur=p["IClamp.dur"], ic_amp=p["IClamp.amp"], es_tau=p["ExpSyn.tau"],
             es_e=p["ExpSyn.e"], e2_tau1=e2_tau1, e2_tau2=p["Exp2Syn.tau2"], e2_e=p["Exp2Syn.e"],
             e2_factor=mech.exp2syn_factor(e2_tau1, p["Exp2Syn.tau2"]),
+            an_tau1_ampa=an_tau1_ampa, an_tau2_ampa=p["AmpaNmda.tau2_ampa"],
+            an_tau1_nmda=an_tau1_nmda, an_tau2_nmda=p["AmpaNmda.tau2_nmda"],
+            an_e=p["AmpaNmda.e"], an_ratio=p["AmpaNmda.nmda_ratio"], an_mg=p["AmpaNmda.mg"],
+            an_factor_ampa=mech.exp2syn_factor(an_tau1_ampa, p["AmpaNmda.tau2_ampa"]),
+            an_factor_nmda=mech.exp2syn_factor(an_tau1_nmda, p["AmpaNmda.tau2_nmda"]),
         )  # fmt: skip
         shape = (n, N)
         state = _State(
@@ -775,6 +828,10 @@ class Engine:
             e2_A=np.empty((tables["Exp2Syn"].count, N)),
             e2_B=np.empty((tables["Exp2Syn"].count, N)),
             spike_flag=np.zeros(N, np.uint8), spike_v=np.zeros(N),
+            an_A_ampa=np.empty((tables["AmpaNmda"].count, N)),
+            an_B_ampa=np.empty((tables["AmpaNmda"].count, N)),
+            an_A_nmda=np.empty((tables["AmpaNmda"].count, N)),
+            an_B_nmda=np.empty((tables["AmpaNmda"].count, N)),
         )  # fmt: skip
         n_chunks = (N + self.chunk - 1) // self.chunk
         events = self._event_arrays(t_mid, n_chunks)
@@ -786,7 +843,11 @@ class Engine:
             spike_t=np.zeros((N, max(int(max_spikes), 0))), spike_n=np.zeros(N, np.int64),
         )  # fmt: skip
 
-        if self.solver == "fused":
+        if self.backend == "cuda":
+            from .cuda import run_cuda
+
+            run_cuda(self, n_steps, static, params, state, events, output)
+        elif self.solver == "fused":
             workers = min(self.workers or _default_workers(), n_chunks)
             arguments = (self.chunk, static, params, state, events, output)
             if workers == 1:

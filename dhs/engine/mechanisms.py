@@ -1,7 +1,8 @@
-"""NEURON's built-in mechanisms, written as NEURON's translator (nocmodl) writes them.
+"""NEURON's mechanisms (built-in, and AmpaNmda) as its translator (nocmodl) writes them.
 
 Every formula below follows the C++ that ``nocmodl`` (NEURON 9.0.2) generates from
-``hh.mod``, ``passive.mod``, ``stim.mod``, ``expsyn.mod`` and ``exp2syn.mod``, down to
+``hh.mod``, ``passive.mod``, ``stim.mod``, ``expsyn.mod``, ``exp2syn.mod`` and
+``neuron_bridge/mod/ampanmda.mod``, down to
 the order of the floating-point operations where that was practical, so that the engine
 reproduces NEURON's numbers to round-off. The points that matter:
 
@@ -23,6 +24,12 @@ reproduces NEURON's numbers to round-off. The points that matter:
 * **Exp2Syn's INITIAL** moves ``tau1`` to ``0.9999 * tau2`` when ``tau1 / tau2 > 0.9999``
   (and up to ``1e-9 * tau2`` when below 1e-9) and computes the peak normalisation
   ``factor``; events add ``weight * factor`` to both A and B.
+* **AmpaNmda** (``ampanmda.mod``) is two Exp2Syn-like conductances (each INITIAL with
+  the same tau1 adjustment and factor); an event adds ``weight * factor_ampa`` to A_ampa
+  and B_ampa and ``weight * nmda_ratio * factor_nmda`` (in that order of products) to
+  A_nmda and B_nmda. Its current is
+  ``g_ampa * (v - e) + g_nmda * mgblock(v) * (v - e)`` with
+  ``mgblock(v) = 1 / (1 + exp(0.062 * -v) * (mg / 3.57))`` (Jahr & Stevens 1990).
 
 Units: mV, ms, S/cm² (density), µS and nA (point processes).
 """
@@ -35,6 +42,7 @@ import numba
 import numpy as np
 
 __all__ = [
+    "ampanmda_current",
     "cnexp",
     "decay",
     "exp2syn_factor",
@@ -45,6 +53,7 @@ __all__ = [
     "hh_rates_table",
     "hh_table",
     "hoc_exp",
+    "mgblock",
     "vtrap",
 ]
 
@@ -210,3 +219,20 @@ def exp2syn_factor(tau1: np.ndarray, tau2: np.ndarray) -> np.ndarray:
     out = np.empty_like(tau1)
     _exp2syn_factor(tau1.reshape(-1), tau2.reshape(-1), out.reshape(-1))
     return out
+
+
+@numba.njit(cache=True)
+def mgblock(v, mg):
+    """AmpaNmda's Mg²⁺ block (Jahr & Stevens 1990): the unblocked fraction of NMDA
+    channels at ``v`` (mV) with ``mg`` mM of extracellular magnesium."""
+    return 1.0 / (1.0 + hoc_exp(0.062 * -v) * (mg / 3.57))
+
+
+@numba.njit(cache=True)
+def ampanmda_current(v, g_ampa, g_nmda, e, mg):
+    """AmpaNmda's current ``i_ampa + i_nmda`` in nA at ``v`` (mV); conductances in µS."""
+    i_ampa = g_ampa * (v - e)
+    i_nmda = g_nmda * mgblock(v, mg) * (v - e)
+    current = 0.0
+    current += i_ampa + i_nmda
+    return current

@@ -37,7 +37,14 @@ hh         density  gnabar, gkbar, gl, el, ena, ek         m, h, n
 IClamp     point    del, dur, amp                          --
 ExpSyn     point    tau, e                                 g
 Exp2Syn    point    tau1, tau2, e                          A, B (and factor)
+AmpaNmda   point    tau1_ampa, tau2_ampa, tau1_nmda,       A_ampa, B_ampa, A_nmda,
+                    tau2_nmda, e, nmda_ratio, mg           B_nmda (and two factors)
 =========  =======  =====================================  ===========================
+
+AmpaNmda is not built into NEURON: it is ``neuron_bridge/mod/ampanmda.mod`` (AMPA and
+NMDA double exponentials, the NMDA one scaled by ``nmda_ratio`` and blocked by Mg²⁺ as in
+Jahr & Stevens 1990; ``mg`` in mM), compiled and loaded by
+``neuron_bridge.compile_mod.load_mod_mechanisms``.
 
 ``ena`` and ``ek`` of hh are the segment's ion parameters (``seg.ena``, ``seg.ek``).
 Synaptic input is a list of event arrival times and weights per synapse
@@ -70,11 +77,12 @@ MECHANISMS: dict[str, tuple[str, ...]] = {
     "IClamp": ("del", "dur", "amp"),
     "ExpSyn": ("tau", "e"),
     "Exp2Syn": ("tau1", "tau2", "e"),
+    "AmpaNmda": ("tau1_ampa", "tau2_ampa", "tau1_nmda", "tau2_nmda", "e", "nmda_ratio", "mg"),
 }
 DENSITY_MECHANISMS = ("pas", "hh")
-POINT_PROCESSES = ("IClamp", "ExpSyn", "Exp2Syn")
+POINT_PROCESSES = ("IClamp", "ExpSyn", "Exp2Syn", "AmpaNmda")
 #: Point processes that receive events (NET_RECEIVE).
-SYNAPSES = ("ExpSyn", "Exp2Syn")
+SYNAPSES = ("ExpSyn", "Exp2Syn", "AmpaNmda")
 
 
 def _float_array(name: str, value, shape=None) -> np.ndarray:
@@ -143,7 +151,7 @@ class MechanismTable:
 
 @dataclass
 class SynapticEvents:
-    """Incoming events of every synapse of one kind (ExpSyn or Exp2Syn).
+    """Incoming events of every synapse of one kind (one of :data:`SYNAPSES`).
 
     Attributes
     ----------
