@@ -45,7 +45,11 @@ def run(*command) -> None:
 TASKS = {
     "demo": lambda: run(BIN / "dhs-neuron", "demo"),
     "test": lambda: (run(BIN / "ruff", "check", "."), run(PYTHON, "-m", "pytest", "-ra")),
-    "bench": lambda: (run(BIN / "dhs", "bench"), run(BIN / "dhs-neuron", "bench")),
+    "bench": lambda: (
+        run(BIN / "dhs", "bench"),
+        run(BIN / "dhs-neuron", "bench"),
+        run(BIN / "dhs-neuron", "bench-engine"),
+    ),
 }
 
 
