@@ -488,8 +488,8 @@ def _hines_probe(cell, widths: tuple[int, ...] = (8, 16)) -> dict:
     """The engine's fused Hines elimination alone, on one contiguous chunk, one thread.
 
     Also counts packed (``vdivpd``) and scalar (``vdivsd``) divisions in its machine
-    code (a fresh, uncached compilation of the same Python function): packed ones mean
-    the loop over instances was vectorised.
+    code (a fresh, uncached compilation of the same Python function, with its error
+    model): packed ones mean the loop over instances was vectorised.
     """
     import re
 
@@ -521,7 +521,8 @@ def _hines_probe(cell, widths: tuple[int, ...] = (8, 16)) -> dict:
                 rhs[:] = r0
             copies = time.perf_counter() - copies
             result[f"chunk={width}"] = (best - copies) / (100 * cell.n * width) * 1e9
-        fresh = numba.njit(kernel.py_func)
+        error_model = kernel.targetoptions.get("error_model", "python")
+        fresh = numba.njit(error_model=error_model)(kernel.py_func)
         fresh(0, 8, cell.parent, cell.a, cell.b, d0[:, :8].copy(), r0[:, :8].copy())
         assembly = "".join(fresh.inspect_asm().values())
         result["packed_divisions_vdivpd"] = len(re.findall(r"\bvdivpd\b", assembly))

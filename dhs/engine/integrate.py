@@ -42,9 +42,14 @@ instances, contiguous in memory. The default ``solver="fused"`` advances each ch
 ``chunk`` instances through the whole run inside one Numba kernel, with the Hines
 elimination done in the same node-major layout (the arithmetic of NEURON's
 ``triang``/``bksub``, which is also that of :mod:`dhs.solvers`). The kernel releases the
-GIL and ``workers`` Python threads run it on interleaved chunks, so instances are
+GIL and ``workers`` Python threads run it on contiguous blocks of chunks (no false
+sharing of cache lines between workers but at the blocks' edges), so instances are
 simulated in parallel with no per-step synchronisation (a parallel ``prange`` kernel
 took 7 s longer to compile, for nothing gained: the chunks never need to meet).
+Inner loops count from 0 and index with an unsigned column (``numba.uint64(c0 + q0)``),
+so Numba adds no negative-index wraparound, and the kernels use
+``error_model="numpy"`` (no zero-division branch before each division): LLVM can then
+vectorise them (packed divisions) without changing any operation or its order.
 ``solver="dhs"`` runs the same phases step by step from Python and solves each step's
 systems with :class:`dhs.Solver` on ``(n_instances, n_nodes)`` copies (two transposes per
 step): slower, but it routes the solve through the library's checked solver, and the
@@ -106,19 +111,21 @@ SPIKE_TEPS = 1e-10  # ms: NEURON's ``check_thresh`` sends the spike at t + 1e-10
 
 
 # --------------------------------------------------------------------------- phases
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _observe(c0, c1, k, fixed, st, out):
     """Record at step ``k`` (time ``t_grid[k]``) and test the spike threshold."""
     if k % out.rec_every == 0:
         row = k // out.rec_every
         for r in range(out.rec_node.size):
             i = out.rec_node[r]
-            for q in range(c0, c1):
+            for q0 in range(c1 - c0):
+                q = numba.uint64(c0 + q0)
                 out.rec[row, r, q] = st.v[i, q]
     if out.spike_node >= 0:
         i = out.spike_node
         t_now = fixed.t_grid[k]
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             value = st.v[i, q]
             if value - out.threshold > 0.0:
                 if st.spike_flag[q] == 0:
@@ -143,16 +150,18 @@ def _observe(c0, c1, k, fixed, st, out):
             st.spike_v[q] = value
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _initialize(c0, c1, fixed, par, st, out):
     """``finitialize(v_init)`` for instances ``c0:c1`` (events come with step 0)."""
     n = fixed.parent.size
     for i in range(n):
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             st.v[i, q] = par.v_init[q]
     for j in range(fixed.hh_node.size):
         i = fixed.hh_node[j]
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             if fixed.use_table:
                 rates = mech.hh_rates_table(st.v[i, q], fixed.table)
             else:
@@ -161,25 +170,29 @@ def _initialize(c0, c1, fixed, par, st, out):
             st.hh_h[j, q] = rates[2]
             st.hh_n[j, q] = rates[4]
     for j in range(fixed.es_node.size):
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             st.es_g[j, q] = 0.0
     for j in range(fixed.e2_node.size):
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             st.e2_A[j, q] = 0.0
             st.e2_B[j, q] = 0.0
     for j in range(fixed.an_node.size):
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             st.an_A_ampa[j, q] = 0.0
             st.an_B_ampa[j, q] = 0.0
             st.an_A_nmda[j, q] = 0.0
             st.an_B_nmda[j, q] = 0.0
-    for q in range(c0, c1):
+    for q0 in range(c1 - c0):
+        q = numba.uint64(c0 + q0)
         st.spike_flag[q] = 0
         out.spike_n[q] = 0
     _observe(c0, c1, 0, fixed, st, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _deliver(c, k, par, st, ev):
     """Apply chunk ``c``'s events that NEURON delivers before step ``k``."""
     cursor = ev.cursor[c]
@@ -205,7 +218,7 @@ def _deliver(c, k, par, st, ev):
     ev.cursor[c] = cursor
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _assemble(c0, c1, k, fixed, par, st):
     """``setup_tree_matrix`` at ``t_mid[k]``: d and rhs for instances ``c0:c1``."""
     n = fixed.parent.size
@@ -213,13 +226,15 @@ def _assemble(c0, c1, k, fixed, par, st):
     rhs = st.rhs
     d = st.d
     for i in range(n):
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             rhs[i, q] = 0.0
             d[i, q] = 0.0
     # pas: i = g*(v - e)
     for j in range(fixed.pas_node.size):
         i = fixed.pas_node[j]
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             g = par.pas_g[j, q]
             e = par.pas_e[j, q]
             vq = v[i, q]
@@ -232,7 +247,8 @@ def _assemble(c0, c1, k, fixed, par, st):
     for j in range(fixed.ic_node.size):
         i = fixed.ic_node[j]
         mfact = fixed.ic_mfact[j]
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             start = par.ic_del[j, q]
             if t_mid < start + par.ic_dur[j, q] and t_mid >= start:
                 current = par.ic_amp[j, q]
@@ -243,7 +259,8 @@ def _assemble(c0, c1, k, fixed, par, st):
     for j in range(fixed.es_node.size):
         i = fixed.es_node[j]
         mfact = fixed.es_mfact[j]
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             g = st.es_g[j, q]
             e = par.es_e[j, q]
             vq = v[i, q]
@@ -255,7 +272,8 @@ def _assemble(c0, c1, k, fixed, par, st):
     for j in range(fixed.e2_node.size):
         i = fixed.e2_node[j]
         mfact = fixed.e2_mfact[j]
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             g = st.e2_B[j, q] - st.e2_A[j, q]
             e = par.e2_e[j, q]
             vq = v[i, q]
@@ -266,7 +284,8 @@ def _assemble(c0, c1, k, fixed, par, st):
     # hh: ina + ik + il
     for j in range(fixed.hh_node.size):
         i = fixed.hh_node[j]
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             vq = v[i, q]
             m = st.hh_m[j, q]
             h = st.hh_h[j, q]
@@ -285,7 +304,8 @@ def _assemble(c0, c1, k, fixed, par, st):
     for j in range(fixed.an_node.size):
         i = fixed.an_node[j]
         mfact = fixed.an_mfact[j]
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             g_ampa = st.an_B_ampa[j, q] - st.an_A_ampa[j, q]
             g_nmda = st.an_B_nmda[j, q] - st.an_A_nmda[j, q]
             e = par.an_e[j, q]
@@ -299,13 +319,15 @@ def _assemble(c0, c1, k, fixed, par, st):
     # pass gives NEURON's order of operations on every element).
     cfac = fixed.cfac
     for i in range(n):
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             d[i, q] += cfac * par.cm[i, q]
         p = fixed.parent[i]
         if p >= 0:
             a_i = fixed.a[i]
             b_i = fixed.b[i]
-            for q in range(c0, c1):
+            for q0 in range(c1 - c0):
+                q = numba.uint64(c0 + q0)
                 dv = v[p, q] - v[i, q]
                 rhs[i, q] -= b_i * dv
                 rhs[p, q] += a_i * dv
@@ -313,7 +335,7 @@ def _assemble(c0, c1, k, fixed, par, st):
                 d[p, q] -= a_i
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _hines(c0, c1, parent, a, b, d, rhs):
     """NEURON's ``triang`` and ``bksub`` on node-major columns ``c0:c1``; x into rhs.
 
@@ -326,32 +348,37 @@ def _hines(c0, c1, parent, a, b, d, rhs):
             continue
         a_i = a[i]
         b_i = b[i]
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             factor = a_i / d[i, q]
             d[p, q] -= factor * b_i
             rhs[p, q] -= factor * rhs[i, q]
     for i in range(n):
         p = parent[i]
         if p < 0:
-            for q in range(c0, c1):
+            for q0 in range(c1 - c0):
+                q = numba.uint64(c0 + q0)
                 rhs[i, q] = rhs[i, q] / d[i, q]
         else:
             b_i = b[i]
-            for q in range(c0, c1):
+            for q0 in range(c1 - c0):
+                q = numba.uint64(c0 + q0)
                 rhs[i, q] = (rhs[i, q] - b_i * rhs[p, q]) / d[i, q]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _finish(c0, c1, k, fixed, par, st, out):
     """``v += rhs``, then the states at ``t_grid[k + 1]`` (``nonvint``), record, spikes."""
     n = fixed.parent.size
     for i in range(n):
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             st.v[i, q] += st.rhs[i, q]
     dt = fixed.dt
     for j in range(fixed.hh_node.size):
         i = fixed.hh_node[j]
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             if fixed.use_table:
                 rates = mech.hh_rates_table(st.v[i, q], fixed.table)
             else:
@@ -360,14 +387,17 @@ def _finish(c0, c1, k, fixed, par, st, out):
             st.hh_h[j, q] = mech.cnexp(st.hh_h[j, q], rates[2], rates[3], dt)
             st.hh_n[j, q] = mech.cnexp(st.hh_n[j, q], rates[4], rates[5], dt)
     for j in range(fixed.es_node.size):
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             st.es_g[j, q] = mech.decay(st.es_g[j, q], par.es_tau[j, q], dt)
     for j in range(fixed.e2_node.size):
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             st.e2_A[j, q] = mech.decay(st.e2_A[j, q], par.e2_tau1[j, q], dt)
             st.e2_B[j, q] = mech.decay(st.e2_B[j, q], par.e2_tau2[j, q], dt)
     for j in range(fixed.an_node.size):
-        for q in range(c0, c1):
+        for q0 in range(c1 - c0):
+            q = numba.uint64(c0 + q0)
             st.an_A_ampa[j, q] = mech.decay(st.an_A_ampa[j, q], par.an_tau1_ampa[j, q], dt)
             st.an_B_ampa[j, q] = mech.decay(st.an_B_ampa[j, q], par.an_tau2_ampa[j, q], dt)
             st.an_A_nmda[j, q] = mech.decay(st.an_A_nmda[j, q], par.an_tau1_nmda[j, q], dt)
@@ -376,18 +406,19 @@ def _finish(c0, c1, k, fixed, par, st, out):
 
 
 # --------------------------------------------------------------------------- kernels
-@numba.njit(cache=True, nogil=True)
-def _run_chunks(first, stride, width, fixed, par, st, ev, out):
-    """The whole run for chunks ``first, first + stride, ...`` of ``width`` instances.
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _run_chunks(first, last, width, fixed, par, st, ev, out):
+    """The whole run for chunks ``first, ..., last - 1`` of ``width`` instances.
 
     It releases the GIL, so Python threads run several of these calls in parallel (one
     per worker): the chunks are independent, and each stays in its worker from the
-    first step to the last.
+    first step to the last. Each worker takes one contiguous block of chunks, so two
+    workers share (at most) the cache lines at the one boundary of their blocks, not
+    the lines at every chunk boundary (false sharing).
     """
     n_instances = st.v.shape[1]
-    n_chunks = (n_instances + width - 1) // width
     n_steps = fixed.t_mid.size
-    for c in range(first, n_chunks, stride):
+    for c in range(first, last):
         c0 = c * width
         c1 = min(n_instances, c0 + width)
         _initialize(c0, c1, fixed, par, st, out)
@@ -398,14 +429,14 @@ def _run_chunks(first, stride, width, fixed, par, st, ev, out):
             _finish(c0, c1, k, fixed, par, st, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _initialize_all(width, fixed, par, st, out):
     n_instances = st.v.shape[1]
     for c in range((n_instances + width - 1) // width):
         _initialize(c * width, min(n_instances, (c + 1) * width), fixed, par, st, out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _before_solve_all(width, k, fixed, par, st, ev):
     n_instances = st.v.shape[1]
     for c in range((n_instances + width - 1) // width):
@@ -413,7 +444,7 @@ def _before_solve_all(width, k, fixed, par, st, ev):
         _assemble(c * width, min(n_instances, (c + 1) * width), k, fixed, par, st)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _after_solve_all(width, k, fixed, par, st, out):
     n_instances = st.v.shape[1]
     for c in range((n_instances + width - 1) // width):
@@ -493,8 +524,9 @@ class Engine:
     solver : {"fused", "dhs"}
         ``"fused"``: one parallel Numba kernel for the whole run (default).
         ``"dhs"``: step by step, with :class:`dhs.Solver` for the linear solves.
-    chunk : int, default 8
-        Instances advanced together by one thread (the inner, vectorised loop).
+    chunk : int, default 16
+        Instances advanced together by one thread (the inner, vectorised loop). Results
+        do not depend on it; 16 (two 64-byte cache lines of doubles) runs fastest here.
     workers : int, optional
         CPU threads for the run (default: the cores this process may use, at most one
         per chunk).
@@ -514,7 +546,7 @@ class Engine:
         backend: str = "cpu",
         *,
         solver: str = "fused",
-        chunk: int = 8,
+        chunk: int = 16,
         workers: int | None = None,
     ):
         if not isinstance(model, CellModel):
@@ -850,11 +882,13 @@ class Engine:
         elif self.solver == "fused":
             workers = min(self.workers or _default_workers(), n_chunks)
             arguments = (self.chunk, static, params, state, events, output)
+            # Worker w: chunks bounds[w]:bounds[w + 1] (contiguous blocks, sizes within 1).
+            bounds = [w * n_chunks // workers for w in range(workers + 1)]
             if workers == 1:
-                _run_chunks(0, 1, *arguments)
+                _run_chunks(0, n_chunks, *arguments)
             else:
                 with ThreadPoolExecutor(workers) as pool:
-                    jobs = [pool.submit(_run_chunks, w, workers, *arguments)
+                    jobs = [pool.submit(_run_chunks, bounds[w], bounds[w + 1], *arguments)
                             for w in range(workers)]  # fmt: skip
                     for job in jobs:
                         job.result()

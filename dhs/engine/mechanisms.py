@@ -62,7 +62,7 @@ HH_TABLE_MAX = 100.0  # mV
 HH_TABLE_POINTS = 201
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def hoc_exp(x):
     """NEURON's ``hoc_Exp``: ``exp`` with 0 below -700 and ``exp(700)`` above 700."""
     if x < -700.0:
@@ -72,7 +72,7 @@ def hoc_exp(x):
     return math.exp(x)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def vtrap(x, y):
     """hh's ``vtrap``: ``x / (exp(x / y) - 1)`` with its limit near ``x = 0``."""
     if math.fabs(x / y) < 1e-6:
@@ -85,7 +85,7 @@ def hh_q10(celsius: float) -> float:
     return math.pow(3.0, (celsius - 6.3) / 10.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def hh_rates(v, q10):
     """hh's ``rates(v)`` computed exactly (``usetable_hh = 0``).
 
@@ -119,7 +119,7 @@ def hh_rates(v, q10):
     return minf, mtau, hinf, htau, ninf, ntau
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _fill_hh_table(q10, table):
     x = HH_TABLE_MIN
     dx = (HH_TABLE_MAX - HH_TABLE_MIN) / 200.0
@@ -138,7 +138,7 @@ def hh_table(celsius: float) -> np.ndarray:
     return table
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def hh_rates_table(v, table):
     """hh's ``rates(v)`` from the table (``usetable_hh = 1``), as NEURON interpolates."""
     xi = 1.0 * (v - HH_TABLE_MIN)  # _mfac_rates * (v - _tmin_rates), _mfac_rates = 1
@@ -162,7 +162,7 @@ def hh_rates_table(v, table):
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def hh_current(v, m, h, n, gnabar, gkbar, gl, el, ena, ek):
     """hh's total membrane current ``ina + ik + il`` in mA/cm² at ``v`` (mV)."""
     gna = gnabar * m * m * m * h
@@ -177,13 +177,13 @@ def hh_current(v, m, h, n, gnabar, gkbar, gl, el, ena, ek):
     return current
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def cnexp(x, xinf, xtau, dt):
     """One cnexp step of ``x' = (xinf - x) / xtau`` over ``dt`` ms, as nocmodl writes it."""
     return x + (1.0 - hoc_exp(dt * ((-1.0) / xtau))) * (-(xinf / xtau) / ((-1.0) / xtau) - x)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def decay(x, tau, dt):
     """One cnexp step of ``x' = -x / tau`` over ``dt`` ms, as nocmodl writes it."""
     return x + (1.0 - hoc_exp(dt * ((-1.0) / tau))) * (-(0.0) / ((-1.0) / tau) - x)
@@ -201,7 +201,7 @@ def exp2syn_tau1(tau1: np.ndarray, tau2: np.ndarray) -> np.ndarray:
     return tau1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _exp2syn_factor(tau1, tau2, out):
     for k in range(tau1.size):
         t1 = tau1[k]
@@ -221,14 +221,14 @@ def exp2syn_factor(tau1: np.ndarray, tau2: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def mgblock(v, mg):
     """AmpaNmda's Mg²⁺ block (Jahr & Stevens 1990): the unblocked fraction of NMDA
     channels at ``v`` (mV) with ``mg`` mM of extracellular magnesium."""
     return 1.0 / (1.0 + hoc_exp(0.062 * -v) * (mg / 3.57))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def ampanmda_current(v, g_ampa, g_nmda, e, mg):
     """AmpaNmda's current ``i_ampa + i_nmda`` in nA at ``v`` (mV); conductances in µS."""
     i_ampa = g_ampa * (v - e)
