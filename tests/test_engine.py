@@ -13,13 +13,13 @@ NEURON's state is shared by the whole test process.
 
 from __future__ import annotations
 
-import gc
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 from neuron import h
+from neuron_models import reset_neuron
 
 from dhs.engine import CellModel, Engine, load_model
 from neuron_bridge.export import export_model, netstim_spike_times
@@ -38,21 +38,8 @@ SPIKE_TOLERANCE = 1e-3  # ms (1 µs)
 
 # --------------------------------------------------------------------------- NEURON state
 def _reset_neuron() -> None:
-    gc.collect()
-    for section in list(h.allsec()):
-        h.delete_section(sec=section)
-    netcons = h.List("NetCon")
-    for i in range(int(netcons.count())):  # targets whose section is gone (see neuron_models)
-        target = netcons.o(i).syn()
-        if target is not None and not target.has_loc():
-            netcons.o(i).setpost()
-    h.CVode().active(0)
-    h.secondorder = 0
-    h.dt = DT
-    h.steps_per_ms = 1.0 / DT
-    h.celsius = 6.3
-    h.usetable_hh = 1
-    h.t = 0.0
+    reset_neuron()  # the shared clean-up of tests/neuron_models.py
+    h.usetable_hh = 1  # these tests switch hh's rate tables off and back on
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ checked in NEURON alone, against Jahr & Stevens' formula.
 
 from __future__ import annotations
 
-import gc
 import math
 import shutil
 
 import numpy as np
 import pytest
 from neuron import h
+from neuron_models import reset_neuron
 
 from dhs.engine import Engine, load_model
 from neuron_bridge import compile_mod
@@ -53,16 +53,8 @@ def ampanmda():
 
 
 def _reset_neuron() -> None:
-    gc.collect()
-    for section in list(h.allsec()):
-        h.delete_section(sec=section)
-    h.CVode().active(0)
-    h.secondorder = 0
-    h.dt = DT
-    h.steps_per_ms = 1.0 / DT
-    h.celsius = 6.3
-    h.usetable_hh = 1
-    h.t = 0.0
+    reset_neuron()  # the shared clean-up of tests/neuron_models.py
+    h.usetable_hh = 1  # these tests switch hh's rate tables off and back on
 
 
 @pytest.fixture
