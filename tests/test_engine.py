@@ -22,7 +22,8 @@ from neuron import h
 from neuron_models import reset_neuron
 
 from dhs.engine import CellModel, Engine, load_model
-from neuron_bridge.export import export_model, netstim_spike_times
+from dhs.engine.inputs import poisson_times
+from neuron_bridge.export import export_model, netstim_spike_times, point_process_order
 from neuron_bridge.extract import node_map, read_coupling
 
 h.load_file("stdrun.hoc")
@@ -358,6 +359,105 @@ def test_per_instance_events_match_neuron(neuron_session):
         stim.start, stim.interval, stim.number = start, interval, number
         netcon.weight[0] = weight
         assert_matches(result, instance, run_neuron(built), "expsyn events")
+
+
+def _row(kind: str, synapse) -> int:
+    """The engine's row of a NEURON synapse (export_model's order of that kind)."""
+    return [obj.hname() for obj in point_process_order(kind)].index(synapse.hname())
+
+
+def test_poisson_input_matches_neuron(neuron_session):
+    """add_poisson: NEURON gets the same trains (poisson_times) through NetCon.event."""
+    h.usetable_hh = 0
+    built = build_small("combined")
+    neuron_session.append(built)
+    targets = [("ExpSyn", built.objects["expsyn0"]), ("ExpSyn", built.objects["expsyn_b"]),
+               ("Exp2Syn", built.objects["exp2syn1"])]  # fmt: skip
+    seed, rate, weight = 7, 40.0, 0.004
+    engine = Engine(export_model(V_INIT), 3)
+    for kind in ("ExpSyn", "Exp2Syn"):
+        rows = [_row(kind, obj) for k, obj in targets if k == kind]
+        engine.add_poisson(kind, rows, rate, weight, seed=seed + len(kind))
+    result = run_engine(engine, built)
+    netcons = [h.NetCon(None, obj) for _, obj in targets]
+    for netcon in netcons:
+        netcon.weight[0] = weight
+    for instance in range(3):
+        trains = {kind: poisson_times(rate, 0.0, TSTOP, seed=seed + len(kind), instance=instance,
+                                      n_synapses=sum(k == kind for k, _ in targets))
+                  for kind in ("ExpSyn", "Exp2Syn")}  # fmt: skip
+        schedule = []
+        for kind in trains:
+            mine = [netcon for (k, _), netcon in zip(targets, netcons, strict=True) if k == kind]
+            schedule += list(zip(mine, trains[kind], strict=True))
+        assert sum(train.size for _, train in schedule) > 10, "too few Poisson events"
+        handler = h.FInitializeHandler(
+            lambda schedule=schedule: [nc.event(t) for nc, train in schedule for t in train]
+        )
+        reference = run_neuron(built)
+        del handler
+        assert_matches(result, instance, reference, "poisson input")
+    assert not np.array_equal(result.v[0], result.v[1]), "instances must get different input"
+
+
+def test_bulk_and_poisson_events_do_not_depend_on_the_batch(neuron_session):
+    """add_events equals per-instance set_events; instance_ids make a sub-batch equal."""
+    built = build_small("combined")
+    neuron_session.append(built)
+    model = export_model(V_INIT)
+    times = [np.array([12.0, 30.5]), np.array([3.25]), np.array([50.0, 51.0, 52.0])]
+    by_set = Engine(model, 3)
+    by_add = Engine(model, 3)
+    for instance, t in enumerate(times):
+        by_set.set_events("ExpSyn", 0, t, 0.01, instances=instance)
+        by_add.set_events("ExpSyn", 0, t[:0], 0.01, instances=instance)
+    by_add.add_events("ExpSyn", 0, np.repeat([0, 1, 2], [2, 1, 3]), np.concatenate(times), 0.01)
+    first, second = run_engine(by_set, built), run_engine(by_add, built)
+    np.testing.assert_array_equal(first.v, second.v)
+    whole, part = Engine(model, 4), Engine(model, 2)
+    whole.add_poisson("Exp2Syn", [0, 1], 30.0, 0.003, seed=3)
+    part.add_poisson("Exp2Syn", [0, 1], 30.0, 0.003, seed=3, instance_ids=[2, 3])
+    np.testing.assert_array_equal(run_engine(whole, built).v[2:], run_engine(part, built).v)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda e: e.add_events("ExpSyn", 5, 0, 1.0, 0.1), "ExpSyn 5 does not exist"),
+        (lambda e: e.add_events("IClamp", 0, 0, 1.0, 0.1), "receive events"),
+        (lambda e: e.add_events("ExpSyn", 0, 4, 1.0, 0.1), "instances must lie in"),
+        (lambda e: e.add_events("ExpSyn", 0, 0, np.nan, 0.1), "must be finite"),
+        (lambda e: e.add_poisson("ExpSyn", [0], -1.0, 0.1, seed=0), "rate_hz"),
+        (lambda e: e.add_poisson("ExpSyn", [0], 1.0, 0.1, seed=-2), "seed"),
+        (
+            lambda e: e.add_poisson("ExpSyn", [0], 1.0, 0.1, seed=0, instance_ids=[0]),
+            "instance_ids",
+        ),
+        (lambda e: e.add_poisson("ExpSyn", [0], 1.0, 0.1, seed=0, start=5, stop=1), "stop"),
+    ],
+)
+def test_event_input_errors(neuron_session, call, message):
+    neuron_session.append(build_small("expsyn"))
+    engine = Engine(export_model(V_INIT), 4)
+    with pytest.raises(ValueError, match=message):
+        call(engine)
+
+
+def test_poisson_times_statistics():
+    """Counts, range and order of the trains; seeds and instances give other trains."""
+    trains = poisson_times(20.0, 100.0, 1100.0, seed=1, instance=0, n_synapses=4000)
+    counts = np.array([train.size for train in trains])
+    assert abs(counts.mean() - 20.0) < 4 * math.sqrt(20.0 / 4000)  # Poisson(20)
+    assert abs(counts.var() - 20.0) < 2.0
+    every = np.concatenate(trains)
+    assert every.min() >= 100.0 and every.max() < 1100.0
+    assert all(np.all(np.diff(train) >= 0) for train in trains)
+    # uniform in time: the two halves of the interval get the same share
+    assert abs(np.mean(every < 600.0) - 0.5) < 0.01
+    again = poisson_times(20.0, 100.0, 1100.0, seed=1, instance=0, n_synapses=4000)
+    assert all(np.array_equal(x, y) for x, y in zip(trains, again, strict=True))
+    other = poisson_times(20.0, 100.0, 1100.0, seed=1, instance=1, n_synapses=4000)
+    assert not np.array_equal(np.concatenate(other), every)
 
 
 @pytest.mark.parametrize("usetable", [0, 1])

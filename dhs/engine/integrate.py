@@ -71,6 +71,7 @@ import numpy as np
 from ..solver import Solver
 from ..tree import Tree
 from . import mechanisms as mech
+from .inputs import poisson_times
 from .model import DENSITY_MECHANISMS, MECHANISMS, SYNAPSES, CellModel
 
 __all__ = ["Engine", "RunResult", "time_grid"]
@@ -588,6 +589,9 @@ class Engine:
         # Events: shared lists per synapse, plus per-instance replacements.
         self._shared_events: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._instance_events: dict[tuple[str, int], dict[int, tuple]] = {}
+        # Added on top of those: bulk events and Poisson inputs (generated at run time).
+        self._bulk_events: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._poisson: list[tuple] = []  # (kind, rows, rate, weight, seed, start, stop, ids)
         for kind in SYNAPSES:
             events = model.events[kind]
             for s in range(model.mechanisms[kind].count):
@@ -721,26 +725,137 @@ class Engine:
             per[instance] = pair
 
     def events(self, kind: str, synapse: int, instance: int = 0):
-        """``(times, weights)`` of one synapse in one instance."""
+        """``(times, weights)`` set for one synapse in one instance by :meth:`set_events`.
+
+        Events from :meth:`add_events` and :meth:`add_poisson` come on top of these.
+        """
         key = self._synapse_key(kind, synapse)
         return self._instance_events.get(key, {}).get(instance, self._shared_events[key])
 
-    def _event_arrays(self, t_mid: np.ndarray, n_chunks: int) -> _Events:
+    def _synapse_rows(self, kind: str, synapses) -> np.ndarray:
+        if kind not in SYNAPSES:
+            raise ValueError(f"only {list(SYNAPSES)} receive events, not {kind!r}")
+        rows = np.atleast_1d(np.asarray(synapses))
+        if rows.dtype.kind not in "iu":
+            raise ValueError(f"synapses must be integer rows of the {kind} table")
+        count = self.model.mechanisms[kind].count
+        bad = rows[(rows < 0) | (rows >= count)]
+        if bad.size:
+            raise ValueError(f"{kind} {int(bad[0])} does not exist (the model has {count})")
+        return rows.astype(np.int64).ravel()
+
+    def add_events(self, kind: str, synapses, instances, times, weights) -> None:
+        """Add events in bulk, on top of those of :meth:`set_events`.
+
+        Parameters
+        ----------
+        kind : {"ExpSyn", "Exp2Syn", "AmpaNmda"}
+        synapses, instances, times, weights : array_like
+            Broadcast together: event j reaches synapse ``synapses[j]`` (row of the
+            ``kind`` table) of instance ``instances[j]`` at ``times[j]`` ms with weight
+            ``weights[j]`` µS.
+        """
+        synapses, instances, times, weights = np.broadcast_arrays(
+            np.asarray(synapses), np.asarray(instances), np.asarray(times, dtype=np.float64),
+            np.asarray(weights, dtype=np.float64),
+        )  # fmt: skip
+        rows = self._synapse_rows(kind, synapses)
+        columns = np.asarray(instances).ravel()
+        if columns.dtype.kind not in "iu":
+            raise ValueError("instances must be integers")
+        if columns.size and (columns.min() < 0 or columns.max() >= self.n_instances):
+            raise ValueError(f"instances must lie in 0..{self.n_instances - 1}")
+        times, weights = times.ravel().copy(), weights.ravel().copy()
+        if not (np.isfinite(times).all() and np.isfinite(weights).all()):
+            raise ValueError("event times and weights must be finite")
+        if rows.size:
+            self._bulk_events.append(
+                (columns.astype(np.int64), SYNAPSES.index(kind), rows, times, weights)
+            )
+
+    def add_poisson(
+        self,
+        kind: str,
+        synapses,
+        rate_hz: float,
+        weight: float,
+        *,
+        seed: int,
+        start: float = 0.0,
+        stop: float | None = None,
+        instance_ids=None,
+    ) -> None:
+        """Seeded Poisson background input on ``synapses``, different in every instance.
+
+        Instance q gets :func:`dhs.engine.inputs.poisson_times` ``(rate_hz, start, stop,
+        seed=seed, instance=instance_ids[q], n_synapses=len(synapses))``, train s on
+        ``synapses[s]``, so NEURON can be given the same times for any single trial.
+
+        Parameters
+        ----------
+        kind : {"ExpSyn", "Exp2Syn", "AmpaNmda"}
+        synapses : sequence of int
+            Rows of the ``kind`` table.
+        rate_hz : float
+            Rate of each train in Hz.
+        weight : float
+            NetCon weight in µS.
+        seed : int
+        start, stop : float
+            Interval in ms (``stop`` defaults to the run's ``tstop``).
+        instance_ids : sequence of int, optional
+            The trial number that seeds each instance (default ``0 .. n_instances - 1``);
+            a :func:`dhs.engine.sweep` ``configure`` passes its ``instance_indices``, so
+            the input does not depend on the chunking.
+        """
+        rows = self._synapse_rows(kind, synapses)
+        if instance_ids is None:
+            instance_ids = np.arange(self.n_instances)
+        instance_ids = np.asarray(instance_ids)
+        if instance_ids.shape != (self.n_instances,) or instance_ids.dtype.kind not in "iu":
+            raise ValueError(f"instance_ids must be {self.n_instances} integers")
+        if instance_ids.size and instance_ids.min() < 0:
+            raise ValueError("instance_ids must be non-negative")
+        # Checks the arguments now rather than at run time.
+        poisson_times(rate_hz, start, start if stop is None else stop, seed=seed, instance=0,
+                      n_synapses=0)  # fmt: skip
+        if not math.isfinite(weight):
+            raise ValueError(f"weight must be finite, got {weight!r}")
+        if rows.size:
+            self._poisson.append(
+                (SYNAPSES.index(kind), rows, float(rate_hz), float(weight), int(seed),
+                 float(start), None if stop is None else float(stop),
+                 instance_ids.astype(np.int64))
+            )  # fmt: skip
+
+    def _event_arrays(self, t_mid: np.ndarray, n_chunks: int, tstop: float) -> _Events:
         n = self.n_instances
-        parts = []  # (col, kind, syn, time, weight)
+        parts = []  # (col, kind, syn, time, weight): arrays but for kind
         for (kind, s), (times, weights) in self._shared_events.items():
             per = self._instance_events.get((kind, s), {})
             plain = np.setdiff1d(np.arange(n), np.fromiter(per, np.int64, len(per)))
             if times.size and plain.size:
                 repeated = (np.tile(times, plain.size), np.tile(weights, plain.size))
-                parts.append((np.repeat(plain, times.size), SYNAPSES.index(kind), s, *repeated))
+                column = np.repeat(plain, times.size)
+                parts.append((column, SYNAPSES.index(kind), np.full(column.size, s), *repeated))
             for instance, (t_i, w_i) in per.items():
                 if t_i.size:
-                    parts.append((np.full(t_i.size, instance), SYNAPSES.index(kind), s, t_i, w_i))
+                    parts.append((np.full(t_i.size, instance), SYNAPSES.index(kind),
+                                  np.full(t_i.size, s), t_i, w_i))  # fmt: skip
+        parts += self._bulk_events
+        for kind_index, rows, rate, weight, seed, start, stop, ids in self._poisson:
+            stop = tstop if stop is None else stop
+            for q in range(n):
+                trains = poisson_times(rate, start, max(start, stop), seed=seed,
+                                       instance=int(ids[q]), n_synapses=rows.size)  # fmt: skip
+                sizes = [train.size for train in trains]
+                time = np.concatenate(trains)
+                parts.append((np.full(time.size, q), kind_index, np.repeat(rows, sizes), time,
+                              np.full(time.size, weight)))  # fmt: skip
         if parts:
             col = np.concatenate([p[0] for p in parts]).astype(np.int64)
             kind = np.concatenate([np.full(p[0].size, p[1], np.int8) for p in parts])
-            syn = np.concatenate([np.full(p[0].size, p[2], np.int64) for p in parts])
+            syn = np.concatenate([p[2] for p in parts]).astype(np.int64)
             time = np.concatenate([p[3] for p in parts])
             weight = np.concatenate([p[4] for p in parts])
         else:
@@ -866,7 +981,7 @@ class Engine:
             an_B_nmda=np.empty((tables["AmpaNmda"].count, N)),
         )  # fmt: skip
         n_chunks = (N + self.chunk - 1) // self.chunk
-        events = self._event_arrays(t_mid, n_chunks)
+        events = self._event_arrays(t_mid, n_chunks, n_steps * float(dt))
         output = _Output(
             rec_node=rec_node, rec_every=record_every,
             rec=np.zeros((n_steps // record_every + 1, rec_node.size, N)),
