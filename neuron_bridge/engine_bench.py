@@ -445,13 +445,13 @@ def profile_engine(
         "without ExpSyn (and events)": reduced(no_synapses),
         "without ExpSyn, hh": reduced(no_hh),
         matrix_label: reduced(matrix_only),
-        "default (chunk=8, workers=2)": bench.engine(sub),
+        "default (chunk=16, all workers)": bench.engine(sub),
     }
-    for c in (4, 16, 32, 64):
+    for c in (4, 8, 32, 64):
         if c <= n:
             engines[f"chunk={c}"] = bench.engine(sub, chunk=c)
     sizes = [size for size in (128, 400, 401) if size <= inputs.n]
-    for size in sizes:  # rows of N doubles: N * 8 bytes apart, aliasing in cache sets
+    for size in sizes:  # per-instance cost should not depend on N (chunk-major storage)
         engines[f"N={size}"] = bench.engine(_subset(inputs, size))
     calls = {name: bench.engine_run(engine, tstop, {}) for name, engine in engines.items()}
     timings = time_round_robin(calls, rounds=rounds, calls_per_turn=1, budget_s=1e9)
@@ -471,16 +471,13 @@ def profile_engine(
             "pas (1310 nodes)": us[keys[2]] - us[keys[3]],
             "matrix: capacitance, axial terms, Hines solve, v update, IClamp": us[keys[3]],
         },
-        "chunk_sweep": {"chunk=8": us[keys[4]]}
+        "chunk_sweep": {"chunk=16": us[keys[4]]}
         | {key: us[key] for key in keys if key.startswith("chunk=")},
-        "workers_sweep": {"workers=2": us[keys[4]], "workers=1": us[keys[0]]},
+        "workers_sweep": {"all workers": us[keys[4]], "workers=1": us[keys[0]]},
         "instances_sweep": {f"N={n}": us[keys[4]]} | {f"N={s}": us[f"N={s}"] for s in sizes},
         "ns_per_node_step_full_model": us[keys[4]] * 1e3 / cell.n,
         "neuron_ns_per_node_step": None,
         "hines_kernel": _hines_probe(cell),
-        # Where numpy puts a (n_nodes, N) float64 array like the engine's v, rhs and d:
-        # not on a 64-byte line boundary, so an 8-instance chunk of a row spans 2 lines.
-        "numpy_array_offset_mod_64_bytes": int(np.empty((cell.n, n)).ctypes.data % 64),
     }
 
 
@@ -502,18 +499,19 @@ def _hines_probe(cell, widths: tuple[int, ...] = (8, 16)) -> dict:
         rng = np.random.default_rng(0)
         result = {"unit": "ns per node per instance (serial elimination + back-substitution)"}
         for width in widths:
-            d0 = (cell.cm * 40.0 + 10.0)[:, None] * rng.uniform(1.0, 1.1, (cell.n, width))
-            r0 = rng.standard_normal((cell.n, width))
-            d, rhs = d0.copy(), r0.copy()
-            arguments = (0, width, cell.parent, cell.a, cell.b)
-            kernel(*arguments, d, rhs)
+            shape = (1, cell.n, width)  # one chunk, chunk-major
+            d0 = (cell.cm * 40.0 + 10.0)[None, :, None] * rng.uniform(1.0, 1.1, shape)
+            r0 = rng.standard_normal(shape)
+            d, rhs, v = d0.copy(), r0.copy(), np.zeros(shape)
+            arguments = (0, 0, width, cell.parent, cell.a, cell.b)
+            kernel(*arguments, d, rhs, v)
             best = np.inf
             for _ in range(5):
                 start = time.perf_counter()
                 for _ in range(100):
                     d[:] = d0
                     rhs[:] = r0
-                    kernel(*arguments, d, rhs)
+                    kernel(*arguments, d, rhs, v)
                 best = min(best, time.perf_counter() - start)
             copies = time.perf_counter()
             for _ in range(100):
@@ -523,7 +521,8 @@ def _hines_probe(cell, widths: tuple[int, ...] = (8, 16)) -> dict:
             result[f"chunk={width}"] = (best - copies) / (100 * cell.n * width) * 1e9
         error_model = kernel.targetoptions.get("error_model", "python")
         fresh = numba.njit(error_model=error_model)(kernel.py_func)
-        fresh(0, 8, cell.parent, cell.a, cell.b, d0[:, :8].copy(), r0[:, :8].copy())
+        fresh(0, 0, 8, cell.parent, cell.a, cell.b, d0[..., :8].copy(), r0[..., :8].copy(),
+              v[..., :8].copy())  # fmt: skip
         assembly = "".join(fresh.inspect_asm().values())
         result["packed_divisions_vdivpd"] = len(re.findall(r"\bvdivpd\b", assembly))
         result["scalar_divisions_vdivsd"] = len(re.findall(r"\bvdivsd\b", assembly))

@@ -509,14 +509,19 @@ def run_cuda(engine, n_steps, static, params, state, events, output) -> None:
     """
     check_available()
     check_model(engine.model)
-    n_instances = state.v.shape[1]
+    # State and parameters come as one chunk of all instances, (1, rows, n_instances):
+    # node-major, which is what one thread per instance reads coalesced.
+    n_instances = state.v.shape[2]
     # finitialize on the host, with the CPU engine's code (record and threshold at t=0).
-    integrate._initialize_all(engine.chunk, static, params, state, output)
+    integrate._initialize_all(np.array([0, n_instances]), static, params, state, output)
     if n_steps == 0:
         return
 
     def c(x, dtype=np.float64):
         return np.ascontiguousarray(x, dtype=dtype)
+
+    def node_major(x, dtype=np.float64):
+        return np.ascontiguousarray(x[0], dtype=dtype)
 
     fixed = (
         c(static.parent, np.int64), c(static.a), c(static.b), float(static.cfac),
@@ -526,7 +531,7 @@ def run_cuda(engine, n_steps, static, params, state, events, output) -> None:
         c(static.e2_mfact), float(static.q10), bool(static.use_table), c(static.table),
     )  # fmt: skip
     par = tuple(
-        c(getattr(params, name))
+        node_major(getattr(params, name))
         for name in ("cm", "pas_g", "pas_e", "hh_gnabar", "hh_gkbar", "hh_gl", "hh_el",
                      "hh_ena", "hh_ek", "ic_del", "ic_dur", "ic_amp", "es_tau", "es_e",
                      "e2_tau1", "e2_tau2", "e2_e", "e2_factor")
@@ -537,9 +542,11 @@ def run_cuda(engine, n_steps, static, params, state, events, output) -> None:
     d_fixed = tuple(
         cuda.to_device(x, stream=stream) if isinstance(x, np.ndarray) else x for x in fixed
     )
-    d_state = [cuda.to_device(c(getattr(state, name)), stream=stream) for name in state_names]
-    d_flag = cuda.to_device(c(state.spike_flag, np.uint8), stream=stream)
-    d_spike_v = cuda.to_device(c(state.spike_v), stream=stream)
+    d_state = [
+        cuda.to_device(node_major(getattr(state, name)), stream=stream) for name in state_names
+    ]
+    d_flag = cuda.to_device(node_major(state.spike_flag, np.uint8), stream=stream)
+    d_spike_v = cuda.to_device(node_major(state.spike_v), stream=stream)
     d_events = tuple(
         cuda.to_device(x, stream=stream) for x in _per_instance_events(events, n_instances)
     )
@@ -557,9 +564,9 @@ def run_cuda(engine, n_steps, static, params, state, events, output) -> None:
             *d_fixed, *d_par, *d_state, d_flag, d_spike_v, *d_events, *out_args, int(n_steps)
         )
     for name, device in zip(state_names, d_state, strict=True):
-        getattr(state, name)[...] = device.copy_to_host(stream=stream)
-    state.spike_flag[...] = d_flag.copy_to_host(stream=stream)
-    state.spike_v[...] = d_spike_v.copy_to_host(stream=stream)
+        getattr(state, name)[0] = device.copy_to_host(stream=stream)
+    state.spike_flag[0] = d_flag.copy_to_host(stream=stream)
+    state.spike_v[0] = d_spike_v.copy_to_host(stream=stream)
     output.rec[...] = d_rec.copy_to_host(stream=stream)
     output.spike_t[...] = d_spike_t.copy_to_host(stream=stream)
     output.spike_n[...] = d_spike_n.copy_to_host(stream=stream)

@@ -36,24 +36,37 @@ interpolation of the crossing between the two samples instead.
 
 Layout
 ------
-State is node-major: ``v``, ``rhs``, ``d`` have shape ``(n_nodes, n_instances)`` and
-mechanism states ``(n_mechanism_instances, n_instances)``, so every inner loop runs over
-instances, contiguous in memory. The default ``solver="fused"`` advances each chunk of
-``chunk`` instances through the whole run inside one Numba kernel, with the Hines
-elimination done in the same node-major layout (the arithmetic of NEURON's
-``triang``/``bksub``, which is also that of :mod:`dhs.solvers`). The kernel releases the
-GIL and ``workers`` Python threads run it on contiguous blocks of chunks (no false
-sharing of cache lines between workers but at the blocks' edges), so instances are
-simulated in parallel with no per-step synchronisation (a parallel ``prange`` kernel
-took 7 s longer to compile, for nothing gained: the chunks never need to meet).
-Inner loops count from 0 and index with an unsigned column (``numba.uint64(c0 + q0)``),
-so Numba adds no negative-index wraparound, and the kernels use
-``error_model="numpy"`` (no zero-division branch before each division): LLVM can then
-vectorise them (packed divisions) without changing any operation or its order.
-``solver="dhs"`` runs the same phases step by step from Python and solves each step's
-systems with :class:`dhs.Solver` on ``(n_instances, n_nodes)`` copies (two transposes per
-step): slower, but it routes the solve through the library's checked solver, and the
-tests use it to confirm that the fused elimination gives identical results.
+State is chunk-major: the instances are split into chunks of at most ``chunk``, and
+``v``, ``rhs``, ``d`` have shape ``(n_chunks, n_nodes, chunk)`` (mechanism states
+``(n_chunks, n_mechanism_instances, chunk)``), each chunk's block contiguous and
+starting on a cache line. Inside a chunk the layout is node-major, so every inner loop
+runs over the chunk's instances, contiguous in memory; and a chunk's whole state is one
+block of a few hundred kB, whatever the number of instances (with plain node-major
+``(n_nodes, N)`` rows, N * 8 bytes apart, the per-instance cost grew by half from
+N = 100 to N = 1000: TLB and cache-set pressure). :func:`chunk_plan` splits the
+instances into one contiguous group per worker, each cut into full chunks and one
+narrower last chunk, so the workers get equal work.
+
+The default ``solver="fused"`` advances each chunk through the whole run inside one
+Numba kernel. Per step it makes three passes over the nodes: the assembly (pas, the
+other mechanisms' terms, capacitance and axial terms, node by node; see
+:func:`_assemble`), NEURON's ``triang`` (backward) and ``bksub`` with ``v += x``
+(forward), the arithmetic of NEURON's ``triang``/``bksub`` (which is also that of
+:mod:`dhs.solvers`). The kernel releases the GIL and ``workers`` Python threads run
+it, each on its own block of chunks, with no per-step synchronisation (a parallel
+``prange`` kernel took 7 s longer to compile, for nothing gained: the chunks never need
+to meet). Inner loops count from 0 and index with an unsigned column
+(``numba.uint64(q0)``), so Numba adds no negative-index wraparound, and the kernels use
+``error_model="numpy"`` (no zero-division branch before each division), without
+changing any operation or its order. ``solver="dhs"`` runs the same phases step by
+step from Python and solves each step's systems with :class:`dhs.Solver` on
+``(n_instances, n_nodes)`` copies: slower, but it routes the solve through the
+library's checked solver, and the tests use it to confirm that the fused elimination
+gives identical results.
+
+The CUDA backend (:mod:`dhs.engine.cuda`) gets the same arrays as one chunk of all the
+instances, ``(1, rows, n_instances)``: node-major, which one thread per instance reads
+coalesced.
 """
 
 from __future__ import annotations
@@ -81,8 +94,8 @@ _Static = namedtuple(
     "_Static",
     ["parent", "a", "b", "cfac", "dt", "t_grid", "t_mid", "pas_node", "hh_node", "ic_node",
      "ic_mfact", "es_node", "es_mfact", "e2_node", "e2_mfact", "q10", "use_table", "table",
-     "an_node", "an_mfact"],
-    defaults=(np.zeros(0, np.int64), np.zeros(0)),  # AmpaNmda fields: none by default
+     "an_node", "an_mfact", "pas_row", "entry_ptr", "ic_entry", "es_entry", "e2_entry",
+     "hh_entry", "an_entry"],
 )  # fmt: skip
 # Per-instance parameters: (n_nodes or m, n_instances), v_init (n_instances,).
 _Params = namedtuple(
@@ -97,8 +110,7 @@ _Params = namedtuple(
 _State = namedtuple(
     "_State",
     ["v", "rhs", "d", "hh_m", "hh_h", "hh_n", "es_g", "e2_A", "e2_B", "spike_flag",
-     "spike_v", "an_A_ampa", "an_B_ampa", "an_A_nmda", "an_B_nmda"],
-    defaults=(np.zeros((0, 0)),) * 4,  # AmpaNmda fields: none by default
+     "spike_v", "an_A_ampa", "an_B_ampa", "an_A_nmda", "an_B_nmda", "term_rhs", "term_d"],
 )  # fmt: skip
 # Events sorted by (chunk, step, time); chunk c owns ptr[c]:ptr[c + 1].
 _Events = namedtuple("_Events", ["ptr", "step", "col", "kind", "syn", "weight", "cursor"])
@@ -113,234 +125,257 @@ SPIKE_TEPS = 1e-10  # ms: NEURON's ``check_thresh`` sends the spike at t + 1e-10
 
 # --------------------------------------------------------------------------- phases
 @numba.njit(cache=True, error_model="numpy")
-def _observe(c0, c1, k, fixed, st, out):
+def _observe(c, start, count, k, fixed, st, out):
     """Record at step ``k`` (time ``t_grid[k]``) and test the spike threshold."""
     if k % out.rec_every == 0:
         row = k // out.rec_every
         for r in range(out.rec_node.size):
             i = out.rec_node[r]
-            for q0 in range(c1 - c0):
-                q = numba.uint64(c0 + q0)
-                out.rec[row, r, q] = st.v[i, q]
+            for q0 in range(count):
+                q = numba.uint64(q0)
+                out.rec[row, r, numba.uint64(start + q0)] = st.v[c, i, q]
     if out.spike_node >= 0:
         i = out.spike_node
         t_now = fixed.t_grid[k]
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            value = st.v[i, q]
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            g = numba.uint64(start + q0)  # the instance (output column)
+            value = st.v[c, i, q]
             if value - out.threshold > 0.0:
-                if st.spike_flag[q] == 0:
-                    st.spike_flag[q] = 1
+                if st.spike_flag[c, q] == 0:
+                    st.spike_flag[c, q] = 1
                     if out.interpolate:
                         if k == 0:
                             t_spike = t_now
                         else:
                             t_prev = fixed.t_grid[k - 1]
-                            v_prev = st.spike_v[q]
+                            v_prev = st.spike_v[c, q]
                             t_spike = t_prev + (t_now - t_prev) * (out.threshold - v_prev) / (
                                 value - v_prev
                             )
                     else:
                         t_spike = t_now + SPIKE_TEPS
-                    count = out.spike_n[q]
+                    count = out.spike_n[g]
                     if count < out.spike_t.shape[1]:
-                        out.spike_t[q, count] = t_spike
-                    out.spike_n[q] = count + 1
+                        out.spike_t[g, count] = t_spike
+                    out.spike_n[g] = count + 1
             else:
-                st.spike_flag[q] = 0
-            st.spike_v[q] = value
+                st.spike_flag[c, q] = 0
+            st.spike_v[c, q] = value
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _initialize(c0, c1, fixed, par, st, out):
-    """``finitialize(v_init)`` for instances ``c0:c1`` (events come with step 0)."""
+def _initialize(c, start, count, fixed, par, st, out):
+    """``finitialize(v_init)`` for chunk ``c`` (events come with step 0)."""
     n = fixed.parent.size
     for i in range(n):
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            st.v[i, q] = par.v_init[q]
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            st.v[c, i, q] = par.v_init[c, q]
     for j in range(fixed.hh_node.size):
         i = fixed.hh_node[j]
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
+        for q0 in range(count):
+            q = numba.uint64(q0)
             if fixed.use_table:
-                rates = mech.hh_rates_table(st.v[i, q], fixed.table)
+                rates = mech.hh_rates_table(st.v[c, i, q], fixed.table)
             else:
-                rates = mech.hh_rates(st.v[i, q], fixed.q10)
-            st.hh_m[j, q] = rates[0]
-            st.hh_h[j, q] = rates[2]
-            st.hh_n[j, q] = rates[4]
+                rates = mech.hh_rates(st.v[c, i, q], fixed.q10)
+            st.hh_m[c, j, q] = rates[0]
+            st.hh_h[c, j, q] = rates[2]
+            st.hh_n[c, j, q] = rates[4]
     for j in range(fixed.es_node.size):
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            st.es_g[j, q] = 0.0
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            st.es_g[c, j, q] = 0.0
     for j in range(fixed.e2_node.size):
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            st.e2_A[j, q] = 0.0
-            st.e2_B[j, q] = 0.0
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            st.e2_A[c, j, q] = 0.0
+            st.e2_B[c, j, q] = 0.0
     for j in range(fixed.an_node.size):
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            st.an_A_ampa[j, q] = 0.0
-            st.an_B_ampa[j, q] = 0.0
-            st.an_A_nmda[j, q] = 0.0
-            st.an_B_nmda[j, q] = 0.0
-    for q0 in range(c1 - c0):
-        q = numba.uint64(c0 + q0)
-        st.spike_flag[q] = 0
-        out.spike_n[q] = 0
-    _observe(c0, c1, 0, fixed, st, out)
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            st.an_A_ampa[c, j, q] = 0.0
+            st.an_B_ampa[c, j, q] = 0.0
+            st.an_A_nmda[c, j, q] = 0.0
+            st.an_B_nmda[c, j, q] = 0.0
+    for q0 in range(count):
+        q = numba.uint64(q0)
+        st.spike_flag[c, q] = 0
+        out.spike_n[numba.uint64(start + q0)] = 0
+    _observe(c, start, count, 0, fixed, st, out)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _deliver(c, k, par, st, ev):
+def _deliver(c, start, count, k, par, st, ev):
     """Apply chunk ``c``'s events that NEURON delivers before step ``k``."""
     cursor = ev.cursor[c]
     end = ev.ptr[c + 1]
     while cursor < end and ev.step[cursor] <= k:
-        q = ev.col[cursor]
+        q = ev.col[cursor] - start  # the instance's column within the chunk
         s = ev.syn[cursor]
         w = ev.weight[cursor]
         kind = ev.kind[cursor]
         if kind == 0:  # ExpSyn: g = g + weight
-            st.es_g[s, q] = st.es_g[s, q] + w
+            st.es_g[c, s, q] = st.es_g[c, s, q] + w
         elif kind == 1:  # Exp2Syn: A = A + weight*factor, B = B + weight*factor
-            st.e2_A[s, q] = st.e2_A[s, q] + w * par.e2_factor[s, q]
-            st.e2_B[s, q] = st.e2_B[s, q] + w * par.e2_factor[s, q]
+            st.e2_A[c, s, q] = st.e2_A[c, s, q] + w * par.e2_factor[c, s, q]
+            st.e2_B[c, s, q] = st.e2_B[c, s, q] + w * par.e2_factor[c, s, q]
         else:  # AmpaNmda: AMPA by weight*factor_ampa, NMDA by weight*nmda_ratio*factor_nmda
-            ampa = w * par.an_factor_ampa[s, q]
-            nmda = w * par.an_ratio[s, q] * par.an_factor_nmda[s, q]
-            st.an_A_ampa[s, q] = st.an_A_ampa[s, q] + ampa
-            st.an_B_ampa[s, q] = st.an_B_ampa[s, q] + ampa
-            st.an_A_nmda[s, q] = st.an_A_nmda[s, q] + nmda
-            st.an_B_nmda[s, q] = st.an_B_nmda[s, q] + nmda
+            ampa = w * par.an_factor_ampa[c, s, q]
+            nmda = w * par.an_ratio[c, s, q] * par.an_factor_nmda[c, s, q]
+            st.an_A_ampa[c, s, q] = st.an_A_ampa[c, s, q] + ampa
+            st.an_B_ampa[c, s, q] = st.an_B_ampa[c, s, q] + ampa
+            st.an_A_nmda[c, s, q] = st.an_A_nmda[c, s, q] + nmda
+            st.an_B_nmda[c, s, q] = st.an_B_nmda[c, s, q] + nmda
         cursor += 1
     ev.cursor[c] = cursor
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _assemble(c0, c1, k, fixed, par, st):
-    """``setup_tree_matrix`` at ``t_mid[k]``: d and rhs for instances ``c0:c1``."""
+def _assemble(c, start, count, k, fixed, par, st):
+    """``setup_tree_matrix`` at ``t_mid[k]``: d and rhs of chunk ``c``.
+
+    The mechanisms other than pas (few nodes) first leave their terms in
+    ``st.term_rhs``/``st.term_d``, one row per entry (:func:`mechanism_entries`); then
+    one pass over the nodes, in increasing index, adds to each node exactly what
+    NEURON adds and in its order: pas (onto rhs = d = 0), the node's entries in
+    mechanism-type order, the capacitance, and the node's axial terms, which also
+    reach its parent (whose own terms are complete, as the parent's index is smaller).
+    Adding ``-x`` is IEEE-identical to subtracting ``x``, so the sums are NEURON's to
+    the bit.
+    """
     n = fixed.parent.size
     v = st.v
     rhs = st.rhs
     d = st.d
-    for i in range(n):
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            rhs[i, q] = 0.0
-            d[i, q] = 0.0
-    # pas: i = g*(v - e)
-    for j in range(fixed.pas_node.size):
-        i = fixed.pas_node[j]
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            g = par.pas_g[j, q]
-            e = par.pas_e[j, q]
-            vq = v[i, q]
-            i_up = g * ((vq + 0.001) - e)
-            i_now = g * (vq - e)
-            rhs[i, q] -= i_now
-            d[i, q] += (i_up - i_now) / 0.001
+    term_rhs = st.term_rhs
+    term_d = st.term_d
     # IClamp (an electrode current: rhs += i, d -= di/dv = 0)
     t_mid = fixed.t_mid[k]
     for j in range(fixed.ic_node.size):
-        i = fixed.ic_node[j]
+        e = fixed.ic_entry[j]
         mfact = fixed.ic_mfact[j]
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            start = par.ic_del[j, q]
-            if t_mid < start + par.ic_dur[j, q] and t_mid >= start:
-                current = par.ic_amp[j, q]
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            start_time = par.ic_del[c, j, q]
+            if t_mid < start_time + par.ic_dur[c, j, q] and t_mid >= start_time:
+                current = par.ic_amp[c, j, q]
             else:
                 current = 0.0
-            rhs[i, q] += current * mfact
+            term_rhs[c, e, q] = current * mfact
+            term_d[c, e, q] = 0.0
     # ExpSyn: i = g*(v - e), scaled by 1e2/area
     for j in range(fixed.es_node.size):
         i = fixed.es_node[j]
+        e = fixed.es_entry[j]
         mfact = fixed.es_mfact[j]
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            g = st.es_g[j, q]
-            e = par.es_e[j, q]
-            vq = v[i, q]
-            i_up = g * ((vq + 0.001) - e)
-            i_now = g * (vq - e)
-            rhs[i, q] -= i_now * mfact
-            d[i, q] += ((i_up - i_now) / 0.001) * mfact
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            g = st.es_g[c, j, q]
+            reversal = par.es_e[c, j, q]
+            vq = v[c, i, q]
+            i_up = g * ((vq + 0.001) - reversal)
+            i_now = g * (vq - reversal)
+            term_rhs[c, e, q] = -(i_now * mfact)
+            term_d[c, e, q] = ((i_up - i_now) / 0.001) * mfact
     # Exp2Syn: i = (B - A)*(v - e), scaled by 1e2/area
     for j in range(fixed.e2_node.size):
         i = fixed.e2_node[j]
+        e = fixed.e2_entry[j]
         mfact = fixed.e2_mfact[j]
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            g = st.e2_B[j, q] - st.e2_A[j, q]
-            e = par.e2_e[j, q]
-            vq = v[i, q]
-            i_up = g * ((vq + 0.001) - e)
-            i_now = g * (vq - e)
-            rhs[i, q] -= i_now * mfact
-            d[i, q] += ((i_up - i_now) / 0.001) * mfact
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            g = st.e2_B[c, j, q] - st.e2_A[c, j, q]
+            reversal = par.e2_e[c, j, q]
+            vq = v[c, i, q]
+            i_up = g * ((vq + 0.001) - reversal)
+            i_now = g * (vq - reversal)
+            term_rhs[c, e, q] = -(i_now * mfact)
+            term_d[c, e, q] = ((i_up - i_now) / 0.001) * mfact
     # hh: ina + ik + il
     for j in range(fixed.hh_node.size):
         i = fixed.hh_node[j]
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            vq = v[i, q]
-            m = st.hh_m[j, q]
-            h = st.hh_h[j, q]
-            nn = st.hh_n[j, q]
-            gnabar = par.hh_gnabar[j, q]
-            gkbar = par.hh_gkbar[j, q]
-            gl = par.hh_gl[j, q]
-            el = par.hh_el[j, q]
-            ena = par.hh_ena[j, q]
-            ek = par.hh_ek[j, q]
+        e = fixed.hh_entry[j]
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            vq = v[c, i, q]
+            m = st.hh_m[c, j, q]
+            h = st.hh_h[c, j, q]
+            nn = st.hh_n[c, j, q]
+            gnabar = par.hh_gnabar[c, j, q]
+            gkbar = par.hh_gkbar[c, j, q]
+            gl = par.hh_gl[c, j, q]
+            el = par.hh_el[c, j, q]
+            ena = par.hh_ena[c, j, q]
+            ek = par.hh_ek[c, j, q]
             i_up = mech.hh_current(vq + 0.001, m, h, nn, gnabar, gkbar, gl, el, ena, ek)
             i_now = mech.hh_current(vq, m, h, nn, gnabar, gkbar, gl, el, ena, ek)
-            rhs[i, q] -= i_now
-            d[i, q] += (i_up - i_now) / 0.001
+            term_rhs[c, e, q] = -i_now
+            term_d[c, e, q] = (i_up - i_now) / 0.001
     # AmpaNmda (type after hh): i = g_ampa*(v - e) + g_nmda*mgblock(v)*(v - e), 1e2/area
     for j in range(fixed.an_node.size):
         i = fixed.an_node[j]
+        e = fixed.an_entry[j]
         mfact = fixed.an_mfact[j]
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            g_ampa = st.an_B_ampa[j, q] - st.an_A_ampa[j, q]
-            g_nmda = st.an_B_nmda[j, q] - st.an_A_nmda[j, q]
-            e = par.an_e[j, q]
-            mg = par.an_mg[j, q]
-            vq = v[i, q]
-            i_up = mech.ampanmda_current(vq + 0.001, g_ampa, g_nmda, e, mg)
-            i_now = mech.ampanmda_current(vq, g_ampa, g_nmda, e, mg)
-            rhs[i, q] -= i_now * mfact
-            d[i, q] += ((i_up - i_now) / 0.001) * mfact
-    # Capacitance, then the axial terms, node by node (see the module doc for why one
-    # pass gives NEURON's order of operations on every element).
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            g_ampa = st.an_B_ampa[c, j, q] - st.an_A_ampa[c, j, q]
+            g_nmda = st.an_B_nmda[c, j, q] - st.an_A_nmda[c, j, q]
+            reversal = par.an_e[c, j, q]
+            mg = par.an_mg[c, j, q]
+            vq = v[c, i, q]
+            i_up = mech.ampanmda_current(vq + 0.001, g_ampa, g_nmda, reversal, mg)
+            i_now = mech.ampanmda_current(vq, g_ampa, g_nmda, reversal, mg)
+            term_rhs[c, e, q] = -(i_now * mfact)
+            term_d[c, e, q] = ((i_up - i_now) / 0.001) * mfact
+    # The pass over the nodes.
     cfac = fixed.cfac
     for i in range(n):
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            d[i, q] += cfac * par.cm[i, q]
+        j = fixed.pas_row[i]
+        if j >= 0:  # pas: i = g*(v - e), onto rhs = d = 0
+            for q0 in range(count):
+                q = numba.uint64(q0)
+                g = par.pas_g[c, j, q]
+                reversal = par.pas_e[c, j, q]
+                vq = v[c, i, q]
+                i_up = g * ((vq + 0.001) - reversal)
+                i_now = g * (vq - reversal)
+                rhs[c, i, q] = 0.0 - i_now
+                d[c, i, q] = 0.0 + (i_up - i_now) / 0.001
+        else:
+            for q0 in range(count):
+                q = numba.uint64(q0)
+                rhs[c, i, q] = 0.0
+                d[c, i, q] = 0.0
+        for e in range(fixed.entry_ptr[i], fixed.entry_ptr[i + 1]):
+            for q0 in range(count):
+                q = numba.uint64(q0)
+                rhs[c, i, q] += term_rhs[c, e, q]
+                d[c, i, q] += term_d[c, e, q]
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            d[c, i, q] += cfac * par.cm[c, i, q]
         p = fixed.parent[i]
         if p >= 0:
             a_i = fixed.a[i]
             b_i = fixed.b[i]
-            for q0 in range(c1 - c0):
-                q = numba.uint64(c0 + q0)
-                dv = v[p, q] - v[i, q]
-                rhs[i, q] -= b_i * dv
-                rhs[p, q] += a_i * dv
-                d[i, q] -= b_i
-                d[p, q] -= a_i
+            for q0 in range(count):
+                q = numba.uint64(q0)
+                dv = v[c, p, q] - v[c, i, q]
+                rhs[c, i, q] -= b_i * dv
+                rhs[c, p, q] += a_i * dv
+                d[c, i, q] -= b_i
+                d[c, p, q] -= a_i
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _hines(c0, c1, parent, a, b, d, rhs):
-    """NEURON's ``triang`` and ``bksub`` on node-major columns ``c0:c1``; x into rhs.
+def _hines(c, start, count, parent, a, b, d, rhs, v):
+    """NEURON's ``triang`` and ``bksub`` on chunk ``c`` (its first ``count`` columns),
+    then ``v += rhs`` (x goes into rhs).
 
-    Needs ``parent[i] < i``. ``d`` is overwritten with the pivots.
+    Needs ``parent[i] < i``. ``d`` is overwritten with the pivots. The update of v is
+    folded into the back substitution: a node's x is final once computed there.
     """
     n = parent.size
     for i in range(n - 1, -1, -1):
@@ -349,67 +384,68 @@ def _hines(c0, c1, parent, a, b, d, rhs):
             continue
         a_i = a[i]
         b_i = b[i]
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            factor = a_i / d[i, q]
-            d[p, q] -= factor * b_i
-            rhs[p, q] -= factor * rhs[i, q]
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            factor = a_i / d[c, i, q]
+            d[c, p, q] -= factor * b_i
+            rhs[c, p, q] -= factor * rhs[c, i, q]
     for i in range(n):
         p = parent[i]
         if p < 0:
-            for q0 in range(c1 - c0):
-                q = numba.uint64(c0 + q0)
-                rhs[i, q] = rhs[i, q] / d[i, q]
+            for q0 in range(count):
+                q = numba.uint64(q0)
+                x = rhs[c, i, q] / d[c, i, q]
+                rhs[c, i, q] = x
+                v[c, i, q] += x
         else:
             b_i = b[i]
-            for q0 in range(c1 - c0):
-                q = numba.uint64(c0 + q0)
-                rhs[i, q] = (rhs[i, q] - b_i * rhs[p, q]) / d[i, q]
+            for q0 in range(count):
+                q = numba.uint64(q0)
+                x = (rhs[c, i, q] - b_i * rhs[c, p, q]) / d[c, i, q]
+                rhs[c, i, q] = x
+                v[c, i, q] += x
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _finish(c0, c1, k, fixed, par, st, out):
-    """``v += rhs``, then the states at ``t_grid[k + 1]`` (``nonvint``), record, spikes."""
-    n = fixed.parent.size
-    for i in range(n):
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            st.v[i, q] += st.rhs[i, q]
+def _finish(c, start, count, k, fixed, par, st, out):
+    """The states at ``t_grid[k + 1]`` (``nonvint``) with the new v, record, spikes."""
     dt = fixed.dt
     for j in range(fixed.hh_node.size):
         i = fixed.hh_node[j]
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
+        for q0 in range(count):
+            q = numba.uint64(q0)
             if fixed.use_table:
-                rates = mech.hh_rates_table(st.v[i, q], fixed.table)
+                rates = mech.hh_rates_table(st.v[c, i, q], fixed.table)
             else:
-                rates = mech.hh_rates(st.v[i, q], fixed.q10)
-            st.hh_m[j, q] = mech.cnexp(st.hh_m[j, q], rates[0], rates[1], dt)
-            st.hh_h[j, q] = mech.cnexp(st.hh_h[j, q], rates[2], rates[3], dt)
-            st.hh_n[j, q] = mech.cnexp(st.hh_n[j, q], rates[4], rates[5], dt)
+                rates = mech.hh_rates(st.v[c, i, q], fixed.q10)
+            st.hh_m[c, j, q] = mech.cnexp(st.hh_m[c, j, q], rates[0], rates[1], dt)
+            st.hh_h[c, j, q] = mech.cnexp(st.hh_h[c, j, q], rates[2], rates[3], dt)
+            st.hh_n[c, j, q] = mech.cnexp(st.hh_n[c, j, q], rates[4], rates[5], dt)
     for j in range(fixed.es_node.size):
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            st.es_g[j, q] = mech.decay(st.es_g[j, q], par.es_tau[j, q], dt)
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            st.es_g[c, j, q] = mech.decay(st.es_g[c, j, q], par.es_tau[c, j, q], dt)
     for j in range(fixed.e2_node.size):
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            st.e2_A[j, q] = mech.decay(st.e2_A[j, q], par.e2_tau1[j, q], dt)
-            st.e2_B[j, q] = mech.decay(st.e2_B[j, q], par.e2_tau2[j, q], dt)
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            st.e2_A[c, j, q] = mech.decay(st.e2_A[c, j, q], par.e2_tau1[c, j, q], dt)
+            st.e2_B[c, j, q] = mech.decay(st.e2_B[c, j, q], par.e2_tau2[c, j, q], dt)
     for j in range(fixed.an_node.size):
-        for q0 in range(c1 - c0):
-            q = numba.uint64(c0 + q0)
-            st.an_A_ampa[j, q] = mech.decay(st.an_A_ampa[j, q], par.an_tau1_ampa[j, q], dt)
-            st.an_B_ampa[j, q] = mech.decay(st.an_B_ampa[j, q], par.an_tau2_ampa[j, q], dt)
-            st.an_A_nmda[j, q] = mech.decay(st.an_A_nmda[j, q], par.an_tau1_nmda[j, q], dt)
-            st.an_B_nmda[j, q] = mech.decay(st.an_B_nmda[j, q], par.an_tau2_nmda[j, q], dt)
-    _observe(c0, c1, k + 1, fixed, st, out)
+        for q0 in range(count):
+            q = numba.uint64(q0)
+            st.an_A_ampa[c, j, q] = mech.decay(st.an_A_ampa[c, j, q], par.an_tau1_ampa[c, j, q], dt)
+            st.an_B_ampa[c, j, q] = mech.decay(st.an_B_ampa[c, j, q], par.an_tau2_ampa[c, j, q], dt)
+            st.an_A_nmda[c, j, q] = mech.decay(st.an_A_nmda[c, j, q], par.an_tau1_nmda[c, j, q], dt)
+            st.an_B_nmda[c, j, q] = mech.decay(st.an_B_nmda[c, j, q], par.an_tau2_nmda[c, j, q], dt)
+    _observe(c, start, count, k + 1, fixed, st, out)
 
 
 # --------------------------------------------------------------------------- kernels
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _run_chunks(first, last, width, fixed, par, st, ev, out):
-    """The whole run for chunks ``first, ..., last - 1`` of ``width`` instances.
+def _run_chunks(first, last, starts, fixed, par, st, ev, out):
+    """The whole run for chunks ``first, ..., last - 1``.
+
+    Chunk c holds instances ``starts[c] .. starts[c + 1] - 1`` in its first columns.
 
     It releases the GIL, so Python threads run several of these calls in parallel (one
     per worker): the chunks are independent, and each stays in its worker from the
@@ -417,39 +453,36 @@ def _run_chunks(first, last, width, fixed, par, st, ev, out):
     workers share (at most) the cache lines at the one boundary of their blocks, not
     the lines at every chunk boundary (false sharing).
     """
-    n_instances = st.v.shape[1]
     n_steps = fixed.t_mid.size
     for c in range(first, last):
-        c0 = c * width
-        c1 = min(n_instances, c0 + width)
-        _initialize(c0, c1, fixed, par, st, out)
+        start = starts[c]
+        count = starts[c + 1] - start
+        _initialize(c, start, count, fixed, par, st, out)
         for k in range(n_steps):
-            _deliver(c, k, par, st, ev)
-            _assemble(c0, c1, k, fixed, par, st)
-            _hines(c0, c1, fixed.parent, fixed.a, fixed.b, st.d, st.rhs)
-            _finish(c0, c1, k, fixed, par, st, out)
+            _deliver(c, start, count, k, par, st, ev)
+            _assemble(c, start, count, k, fixed, par, st)
+            _hines(c, start, count, fixed.parent, fixed.a, fixed.b, st.d, st.rhs, st.v)
+            _finish(c, start, count, k, fixed, par, st, out)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _initialize_all(width, fixed, par, st, out):
-    n_instances = st.v.shape[1]
-    for c in range((n_instances + width - 1) // width):
-        _initialize(c * width, min(n_instances, (c + 1) * width), fixed, par, st, out)
+def _initialize_all(starts, fixed, par, st, out):
+    for c in range(starts.size - 1):
+        _initialize(c, starts[c], starts[c + 1] - starts[c], fixed, par, st, out)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _before_solve_all(width, k, fixed, par, st, ev):
-    n_instances = st.v.shape[1]
-    for c in range((n_instances + width - 1) // width):
-        _deliver(c, k, par, st, ev)
-        _assemble(c * width, min(n_instances, (c + 1) * width), k, fixed, par, st)
+def _before_solve_all(starts, k, fixed, par, st, ev):
+    for c in range(starts.size - 1):
+        start, count = starts[c], starts[c + 1] - starts[c]
+        _deliver(c, start, count, k, par, st, ev)
+        _assemble(c, start, count, k, fixed, par, st)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _after_solve_all(width, k, fixed, par, st, out):
-    n_instances = st.v.shape[1]
-    for c in range((n_instances + width - 1) // width):
-        _finish(c * width, min(n_instances, (c + 1) * width), k, fixed, par, st, out)
+def _after_solve_all(starts, k, fixed, par, st, out):
+    for c in range(starts.size - 1):
+        _finish(c, starts[c], starts[c + 1] - starts[c], k, fixed, par, st, out)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -502,6 +535,92 @@ class RunResult:
 
 
 _ALIASES = {"IClamp.delay": "IClamp.del"}
+CACHE_LINE = 64  # bytes
+
+
+def _aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised C-contiguous float64 array whose data start on a cache line."""
+    size = math.prod(shape)
+    buffer = np.empty(size + CACHE_LINE // 8)
+    offset = (-buffer.ctypes.data % CACHE_LINE) // 8
+    return buffer[offset : offset + size].reshape(shape)
+
+
+#: The mechanisms with entries, in NEURON's order of adding currents (type numbers).
+ENTRY_ORDER = (("IClamp", "ic_entry"), ("ExpSyn", "es_entry"), ("Exp2Syn", "e2_entry"),
+               ("hh", "hh_entry"), ("AmpaNmda", "an_entry"))  # fmt: skip
+
+
+def mechanism_entries(model: CellModel) -> dict[str, np.ndarray]:
+    """Where each mechanism instance other than pas adds its terms, per node.
+
+    Returns ``pas_row`` (the pas row of each node, -1 without pas), ``entry_ptr``
+    (node i's entries are ``entry_ptr[i] .. entry_ptr[i + 1] - 1``) and, for each
+    mechanism of :data:`ENTRY_ORDER`, the entry of each of its rows. A node's entries
+    are in NEURON's order: by mechanism type, then in the table's order (which, for
+    point processes of one type at one node, is the order NEURON sums them in).
+    """
+    tables = model.mechanisms
+    pas_row = np.full(model.n, -1, dtype=np.int64)
+    pas_row[tables["pas"].node] = np.arange(tables["pas"].count)
+    nodes = [tables[name].node for name, _ in ENTRY_ORDER]
+    node = np.concatenate(nodes).astype(np.int64)
+    rank = np.concatenate([np.full(x.size, r, np.int64) for r, x in enumerate(nodes)])
+    row = np.concatenate([np.arange(x.size, dtype=np.int64) for x in nodes])
+    order = np.lexsort((row, rank, node))  # by node, then type, then row
+    entry = np.empty(node.size, dtype=np.int64)
+    entry[order] = np.arange(node.size)
+    result = {
+        "pas_row": pas_row,
+        "entry_ptr": np.searchsorted(node[order], np.arange(model.n + 1)).astype(np.int64),
+    }
+    bounds = np.cumsum([0] + [x.size for x in nodes])
+    for r, (_, field) in enumerate(ENTRY_ORDER):
+        result[field] = entry[bounds[r] : bounds[r + 1]]
+    return result
+
+
+def chunk_plan(n_instances: int, width: int, workers: int) -> tuple[np.ndarray, list[int]]:
+    """How the CPU engine splits the instances into chunks and the chunks into workers.
+
+    The instances are split into ``workers`` contiguous groups of equal size (within 1),
+    and each group into chunks of ``width`` instances and one narrower last chunk, so
+    every worker gets the same work (7 chunks of 16 for N = 100 would give one worker
+    4 and the other 3).
+
+    Returns
+    -------
+    starts : ndarray of int64, shape (n_chunks + 1,)
+        Chunk c holds instances ``starts[c] .. starts[c + 1] - 1``.
+    bounds : list of int, length ``workers + 1``
+        Worker w runs chunks ``bounds[w] .. bounds[w + 1] - 1``.
+    """
+    starts = [0]
+    bounds = [0]
+    for w in range(workers):
+        end = (w + 1) * n_instances // workers
+        while starts[-1] < end:
+            starts.append(min(end, starts[-1] + width))
+        bounds.append(len(starts) - 1)
+    return np.array(starts, dtype=np.int64), bounds
+
+
+def _chunk_major(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """``(rows, N)`` -> ``(n_chunks, rows, width)`` (``(N,)`` -> ``(n_chunks, width)``).
+
+    Chunk c holds instances ``starts[c] ..`` in its first columns; the columns past
+    them repeat the chunk's last instance, so they hold finite numbers (never read).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    flat = x[None, :] if x.ndim == 1 else x
+    rows = flat.shape[0]
+    n_chunks = starts.size - 1
+    out = _aligned_empty((n_chunks, rows, width))
+    for c in range(n_chunks):
+        start, stop = starts[c], starts[c + 1]
+        out[c, :, : stop - start] = flat[:, start:stop]
+        out[c, :, stop - start :] = flat[:, stop - 1 : stop]
+    return out[:, 0, :] if x.ndim == 1 else out
 
 
 def _default_workers() -> int:
@@ -828,7 +947,7 @@ class Engine:
                  instance_ids.astype(np.int64))
             )  # fmt: skip
 
-    def _event_arrays(self, t_mid: np.ndarray, n_chunks: int, tstop: float) -> _Events:
+    def _event_arrays(self, t_mid: np.ndarray, starts: np.ndarray, tstop: float) -> _Events:
         n = self.n_instances
         parts = []  # (col, kind, syn, time, weight): arrays but for kind
         for (kind, s), (times, weights) in self._shared_events.items():
@@ -867,7 +986,8 @@ class Engine:
         keep = step < t_mid.size
         col, kind, syn, time, weight, step = (x[keep] for x in (col, kind, syn, time, weight,
                                                                  step))  # fmt: skip
-        chunk_of = col // self.chunk
+        n_chunks = starts.size - 1
+        chunk_of = np.searchsorted(starts, col, side="right") - 1
         order = np.lexsort((time, step, chunk_of))
         col, kind, syn, weight, step, chunk_of = (
             x[order] for x in (col, kind, syn, weight, step, chunk_of)
@@ -949,6 +1069,7 @@ class Engine:
             q10=mech.hh_q10(model.celsius), use_table=model.hh_tables,
             table=mech.hh_table(model.celsius) if model.hh_tables else np.zeros((6, 201)),
             an_node=tables["AmpaNmda"].node, an_mfact=1.0e2 / area[tables["AmpaNmda"].node],
+            **mechanism_entries(model),
         )  # fmt: skip
         p = self._params
         e2_tau1 = mech.exp2syn_tau1(p["Exp2Syn.tau1"], p["Exp2Syn.tau2"])
@@ -967,27 +1088,39 @@ class Engine:
             an_factor_ampa=mech.exp2syn_factor(an_tau1_ampa, p["AmpaNmda.tau2_ampa"]),
             an_factor_nmda=mech.exp2syn_factor(an_tau1_nmda, p["AmpaNmda.tau2_nmda"]),
         )  # fmt: skip
-        shape = (n, N)
+        # CPU: chunk-major, (n_chunks, rows, width), every chunk's block contiguous;
+        # CUDA: node-major, which is the same thing with one chunk of all instances.
+        if self.backend == "cuda":
+            width, workers = N, 1
+            starts, bounds = np.array([0, N], dtype=np.int64), [0, 1]
+        else:
+            width = self.chunk
+            workers = min(self.workers or _default_workers(), N)
+            starts, bounds = chunk_plan(N, width, workers)
+        n_chunks = starts.size - 1
+        params = _Params(*(_chunk_major(x, starts, width) for x in params))
+        counts = {name: tables[name].count for name in ("hh", "ExpSyn", "Exp2Syn", "AmpaNmda")}
+        rows = {
+            "v": n, "rhs": n, "d": n, "hh_m": counts["hh"], "hh_h": counts["hh"],
+            "hh_n": counts["hh"], "es_g": counts["ExpSyn"], "e2_A": counts["Exp2Syn"],
+            "e2_B": counts["Exp2Syn"], "an_A_ampa": counts["AmpaNmda"],
+            "an_B_ampa": counts["AmpaNmda"], "an_A_nmda": counts["AmpaNmda"],
+            "an_B_nmda": counts["AmpaNmda"], "term_rhs": static.entry_ptr[-1],
+            "term_d": static.entry_ptr[-1],
+        }  # fmt: skip
         state = _State(
-            v=np.empty(shape), rhs=np.empty(shape), d=np.empty(shape),
-            hh_m=np.empty((tables["hh"].count, N)), hh_h=np.empty((tables["hh"].count, N)),
-            hh_n=np.empty((tables["hh"].count, N)), es_g=np.empty((tables["ExpSyn"].count, N)),
-            e2_A=np.empty((tables["Exp2Syn"].count, N)),
-            e2_B=np.empty((tables["Exp2Syn"].count, N)),
-            spike_flag=np.zeros(N, np.uint8), spike_v=np.zeros(N),
-            an_A_ampa=np.empty((tables["AmpaNmda"].count, N)),
-            an_B_ampa=np.empty((tables["AmpaNmda"].count, N)),
-            an_A_nmda=np.empty((tables["AmpaNmda"].count, N)),
-            an_B_nmda=np.empty((tables["AmpaNmda"].count, N)),
-        )  # fmt: skip
-        n_chunks = (N + self.chunk - 1) // self.chunk
-        events = self._event_arrays(t_mid, n_chunks, n_steps * float(dt))
+            **{name: _aligned_empty((n_chunks, m, width)) for name, m in rows.items()},
+            spike_flag=np.zeros((n_chunks, width), np.uint8),
+            spike_v=np.zeros((n_chunks, width)),
+        )
+        events = self._event_arrays(t_mid, starts, n_steps * float(dt))
         output = _Output(
             rec_node=rec_node, rec_every=record_every,
             rec=np.zeros((n_steps // record_every + 1, rec_node.size, N)),
             spike_node=spike, threshold=float(spike_threshold),
             interpolate=spike_method == "interpolate",
-            spike_t=np.zeros((N, max(int(max_spikes), 0))), spike_n=np.zeros(N, np.int64),
+            spike_t=np.zeros((N, max(int(max_spikes), 0))),
+            spike_n=np.zeros(N, np.int64),
         )  # fmt: skip
 
         if self.backend == "cuda":
@@ -995,10 +1128,7 @@ class Engine:
 
             run_cuda(self, n_steps, static, params, state, events, output)
         elif self.solver == "fused":
-            workers = min(self.workers or _default_workers(), n_chunks)
-            arguments = (self.chunk, static, params, state, events, output)
-            # Worker w: chunks bounds[w]:bounds[w + 1] (contiguous blocks, sizes within 1).
-            bounds = [w * n_chunks // workers for w in range(workers + 1)]
+            arguments = (starts, static, params, state, events, output)
             if workers == 1:
                 _run_chunks(0, n_chunks, *arguments)
             else:
@@ -1008,42 +1138,49 @@ class Engine:
                     for job in jobs:
                         job.result()
         else:
-            self._run_with_dhs(n_steps, static, params, state, events, output)
+            self._run_with_dhs(n_steps, starts, static, params, state, events, output)
 
+        spike_n, spike_t = output.spike_n, output.spike_t
         spikes = None
         if spike >= 0:
-            if np.any(output.spike_n > output.spike_t.shape[1]):
+            if np.any(spike_n > spike_t.shape[1]):
                 warnings.warn(
-                    f"more than max_spikes={output.spike_t.shape[1]} spikes in some instances; "
+                    f"more than max_spikes={spike_t.shape[1]} spikes in some instances; "
                     "the later ones are not kept",
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            spikes = [
-                output.spike_t[q, : min(int(output.spike_n[q]), output.spike_t.shape[1])].copy()
-                for q in range(N)
-            ]
+            spikes = [spike_t[q, : min(int(spike_n[q]), spike_t.shape[1])].copy() for q in range(N)]
         return RunResult(
             t=t_grid[::record_every].copy(),
             v=np.ascontiguousarray(output.rec.transpose(2, 1, 0)),
             record_nodes=rec_node,
             spikes=spikes,
-            v_final=np.ascontiguousarray(state.v.T),
+            v_final=state.v.transpose(0, 2, 1).reshape(-1, n)[_slots(starts, width)],
             dt=float(dt),
             n_steps=n_steps,
         )
 
-    def _run_with_dhs(self, n_steps, static, params, state, events, output) -> None:
+    def _run_with_dhs(self, n_steps, starts, static, params, state, events, output) -> None:
         solver = Solver(Tree(self.model.parent), backend="cpu")
-        width = self.chunk
-        _initialize_all(width, static, params, state, output)
+        _initialize_all(starts, static, params, state, output)
+        n_chunks, n, width = state.v.shape
+        slots = _slots(starts, width)
         a, b = self.model.a, self.model.b
-        d_rows = np.empty((self.n_instances, self.model.n))
-        x_rows = np.empty((self.n_instances, self.model.n))
         for k in range(n_steps):
-            _before_solve_all(width, k, static, params, state, events)
-            d_rows[:] = state.d.T
-            x_rows[:] = state.rhs.T
+            _before_solve_all(starts, k, static, params, state, events)
+            d_rows = state.d.transpose(0, 2, 1).reshape(-1, n)[slots]
+            x_rows = state.rhs.transpose(0, 2, 1).reshape(-1, n)[slots]
             solver.solve(a, b, d_rows, x_rows, inplace=True)
-            state.rhs[:] = x_rows.T
-            _after_solve_all(width, k, static, params, state, output)
+            x_all = np.zeros((n_chunks * width, n))
+            x_all[slots] = x_rows
+            state.rhs[:] = x_all.reshape(n_chunks, width, n).transpose(0, 2, 1)
+            state.v[:] += state.rhs  # as the fused kernel: v += x (padding included)
+            _after_solve_all(starts, k, static, params, state, output)
+
+
+def _slots(starts: np.ndarray, width: int) -> np.ndarray:
+    """Instance q's row in a chunk-major array viewed as ``(n_chunks * width, ...)``."""
+    counts = np.diff(starts)
+    chunk = np.repeat(np.arange(counts.size), counts)
+    return chunk * width + (np.arange(starts[-1]) - starts[chunk])
