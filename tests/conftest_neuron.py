@@ -19,11 +19,13 @@ from neuron_models import (
     Run,
     build_branchy,
     build_pyramid,
+    mod_compiler_missing,
     reset_neuron,
     simulate,
 )
 
 from neuron_bridge import _nrn, installed
+from neuron_bridge.compile_mod import load_mod_mechanisms
 
 h.load_file("stdrun.hoc")  # once per process (load_file does nothing the second time)
 
@@ -55,6 +57,16 @@ def clean_neuron():
     yield
     reset_neuron()
     _assert_clean()
+
+
+@pytest.fixture(scope="session")
+def ampanmda():
+    """``neuron_bridge/mod`` (the AmpaNmda synapse) compiled and loaded; yields the build
+    folder. Skips only without nrnivmodl or a C++ compiler."""
+    reason = mod_compiler_missing()
+    if reason:
+        pytest.skip(reason)
+    return load_mod_mechanisms()
 
 
 @pytest.fixture

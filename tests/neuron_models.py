@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import gc
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from neuron import h
 
 import dhs
 from neuron_bridge import _nrn, installed
+from neuron_bridge.compile_mod import find_nrnivmodl
 
 # Backends a swap or a solve is checked with; "cuda" only where a real GPU exists.
 BACKENDS = [
@@ -124,6 +126,16 @@ class Run:
 
     def spike_count(self) -> int:
         return sum(times.size for times in self.spikes.values())
+
+
+# --------------------------------------------------------------------------- mod files
+def mod_compiler_missing() -> str | None:
+    """Why ``neuron_bridge/mod`` cannot be compiled here, or None when it can."""
+    if find_nrnivmodl() is None:
+        return "nrnivmodl is not installed"
+    if not any(shutil.which(name) for name in ("c++", "g++", "clang++")):
+        return "no C++ compiler (c++, g++, clang++) for nrnivmodl"
+    return None
 
 
 # --------------------------------------------------------------------------- reset

@@ -10,7 +10,6 @@ checked in NEURON alone, against Jahr & Stevens' formula.
 from __future__ import annotations
 
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -19,8 +18,10 @@ from neuron_models import reset_neuron
 
 from dhs.engine import Engine, load_model
 from neuron_bridge import compile_mod
-from neuron_bridge.compile_mod import find_nrnivmodl, load_mod_mechanisms, mechanism_type
+from neuron_bridge.compile_mod import load_mod_mechanisms, mechanism_type
 from neuron_bridge.export import export_model, netstim_spike_times, point_process_order
+
+pytest_plugins = ["conftest_neuron"]  # the ampanmda fixture (compiled and loaded)
 
 h.load_file("stdrun.hoc")
 
@@ -33,23 +34,6 @@ V_TOLERANCE = 1e-6  # mV
 SPIKE_TOLERANCE = 1e-3  # ms
 BUILT_IN_TYPES = {"pas": 4, "IClamp": 7, "ExpSyn": 9, "Exp2Syn": 10, "na_ion": 15,
                   "k_ion": 16, "hh": 17}  # fmt: skip
-
-
-def _compiler_missing() -> str | None:
-    if find_nrnivmodl() is None:
-        return "nrnivmodl is not installed"
-    if not any(shutil.which(name) for name in ("c++", "g++", "clang++")):
-        return "no C++ compiler (c++, g++, clang++) for nrnivmodl"
-    return None
-
-
-@pytest.fixture(scope="module")
-def ampanmda():
-    """AmpaNmda compiled and loaded (skips only without nrnivmodl or a compiler)."""
-    reason = _compiler_missing()
-    if reason:
-        pytest.skip(reason)
-    return load_mod_mechanisms()
 
 
 def _reset_neuron() -> None:
