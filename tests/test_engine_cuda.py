@@ -44,7 +44,8 @@ def _table(name, node, **params) -> MechanismTable:
 
 def tree_model(n: int, hh_tables: bool, seed: int = 7) -> CellModel:
     """A branched cell of ``n`` nodes: hh on a "soma" of 4 nodes and every 7th node, pas
-    elsewhere, two IClamps, ExpSyns and Exp2Syns with events; NEURON-like coefficients."""
+    elsewhere, two IClamps, ExpSyns, Exp2Syns and AmpaNmdas with events; NEURON-like
+    coefficients."""
     rng = np.random.default_rng(seed)
     parent = np.array([-1] + [int(rng.integers(max(0, i - 5), i)) for i in range(1, n)])
     area = rng.uniform(50.0, 500.0, n)
@@ -63,12 +64,16 @@ def tree_model(n: int, hh_tables: bool, seed: int = 7) -> CellModel:
         "IClamp": _table("IClamp", [1, 0], **{"del": 1.0, "dur": 3.0, "amp": 0.3}),
         "ExpSyn": _table("ExpSyn", es, tau=2.0, e=0.0),
         "Exp2Syn": _table("Exp2Syn", [9, n - 2], tau1=0.5, tau2=3.0, e=0.0),
+        "AmpaNmda": _table("AmpaNmda", [6, n - 3, n - 3], tau1_ampa=0.2, tau2_ampa=2.0,
+                           tau1_nmda=2.0, tau2_nmda=60.0, e=0.0, nmda_ratio=1.5, mg=1.0),
     }  # fmt: skip
     events = {
         "ExpSyn": SynapticEvents(np.array([0, 1, 0, 2]), np.array([2.0, 3.0, 5.5, 6.0]),
                                  np.array([0.01, 0.02, 0.01, 0.03])),
         "Exp2Syn": SynapticEvents(np.array([0, 1]), np.array([4.0, 1.0125]),
                                   np.array([0.02, 0.01])),
+        "AmpaNmda": SynapticEvents(np.array([0, 1, 2, 0]), np.array([1.5, 2.0, 2.0, 5.0]),
+                                   np.array([0.003, 0.004, 0.002, 0.003])),
     }  # fmt: skip
     return CellModel(parent=parent, area=area, cm=cm, a=a, b=b, mechanisms=mechanisms,
                      events=events, hh_tables=hh_tables, celsius=6.3)  # fmt: skip
@@ -91,6 +96,9 @@ def configure(engine: Engine, seed: int = 3) -> None:
         times = np.sort(rng.uniform(0.0, 8.0, 4))
         engine.set_events("ExpSyn", 0, times, rng.uniform(0.005, 0.05, 4), instances=q)
     engine.set_events("Exp2Syn", 1, [0.0, 0.0125, 3.0], [0.01, 0.02, 0.015], instances=[n - 1])
+    engine.set("AmpaNmda.mg", rng.uniform(0.5, 2.0, n))
+    engine.set("AmpaNmda.nmda_ratio", rng.uniform(0.5, 2.0, (n, 3)))
+    engine.add_poisson("AmpaNmda", [0, 2], 200.0, 0.002, seed=5)
 
 
 def subset_engine(engine: Engine, subset) -> Engine:
@@ -105,6 +113,12 @@ def subset_engine(engine: Engine, subset) -> Engine:
         key: {new: per[old] for new, old in enumerate(subset.tolist()) if old in per}
         for key, per in engine._instance_events.items()
     }
+    position = {old: new for new, old in enumerate(subset.tolist())}
+    for column, kind, rows, times, weights in engine._bulk_events:
+        keep = np.isin(column, subset)
+        new = np.array([position[c] for c in column[keep].tolist()], dtype=np.int64)
+        small._bulk_events.append((new, kind, rows[keep], times[keep], weights[keep]))
+    small._poisson = [(*spec[:-1], spec[-1][subset]) for spec in engine._poisson]
     return small
 
 
@@ -290,6 +304,11 @@ def test_cuda_backend_without_gpu_raises():
         pytest.skip("a GPU or the simulator is there, so backend='cuda' is available")
     with pytest.raises(ValueError, match="backend='cuda' needs an NVIDIA GPU"):
         Engine(tree_model(10, False), 2, backend="cuda")
+
+
+def test_auto_backend_takes_the_gpu_only_when_one_is_there():
+    engine = Engine(tree_model(10, False), 2, backend="auto")
+    assert engine.backend == ("cuda" if dhs.gpu_available() else "cpu")
 
 
 # ----------------------------------------------------------------------------- real GPU

@@ -67,7 +67,7 @@ __all__ = [
     "run_cuda",
 ]
 
-SUPPORTED_MECHANISMS = ("pas", "hh", "IClamp", "ExpSyn", "Exp2Syn")
+SUPPORTED_MECHANISMS = ("pas", "hh", "IClamp", "ExpSyn", "Exp2Syn", "AmpaNmda")
 THREADS_PER_BLOCK = 128
 _COMPILE_LOCK = threading.Lock()
 
@@ -108,10 +108,13 @@ def no_fma():
 def _engine_step_kernel(
     parent, a, b, cfac, dt, t_grid, t_mid,
     pas_node, hh_node, ic_node, ic_mfact, es_node, es_mfact, e2_node, e2_mfact,
-    q10, use_table, table,
+    q10, use_table, table, an_node, an_mfact,
     cm, pas_g, pas_e, hh_gnabar, hh_gkbar, hh_gl, hh_el, hh_ena, hh_ek,
     ic_del, ic_dur, ic_amp, es_tau, es_e, e2_tau1, e2_tau2, e2_e, e2_factor,
-    v, rhs, d, hh_m, hh_h, hh_n, es_g, e2_A, e2_B, spike_flag, spike_v,
+    an_tau1_ampa, an_tau2_ampa, an_tau1_nmda, an_tau2_nmda, an_e, an_ratio, an_mg,
+    an_factor_ampa, an_factor_nmda,
+    v, rhs, d, hh_m, hh_h, hh_n, es_g, e2_A, e2_B, an_A_ampa, an_B_ampa, an_A_nmda,
+    an_B_nmda, spike_flag, spike_v,
     ev_ptr, ev_step, ev_kind, ev_syn, ev_weight,
     rec_node, rec_every, rec, spike_node, threshold, interpolate, spike_t, spike_n,
     n_steps,
@@ -130,9 +133,16 @@ def _engine_step_kernel(
             w = ev_weight[cursor]
             if ev_kind[cursor] == 0:
                 es_g[s, q] = es_g[s, q] + w
-            elif ev_kind[cursor] == 1:  # Exp2Syn (check_model excludes other kinds)
+            elif ev_kind[cursor] == 1:  # Exp2Syn
                 e2_A[s, q] = e2_A[s, q] + w * e2_factor[s, q]
                 e2_B[s, q] = e2_B[s, q] + w * e2_factor[s, q]
+            else:  # AmpaNmda
+                ampa = w * an_factor_ampa[s, q]
+                nmda = w * an_ratio[s, q] * an_factor_nmda[s, q]
+                an_A_ampa[s, q] = an_A_ampa[s, q] + ampa
+                an_B_ampa[s, q] = an_B_ampa[s, q] + ampa
+                an_A_nmda[s, q] = an_A_nmda[s, q] + nmda
+                an_B_nmda[s, q] = an_B_nmda[s, q] + nmda
             cursor += 1
         # ---- assemble (integrate._assemble)
         for i in range(n):
@@ -211,6 +221,37 @@ def _engine_step_kernel(
             i_now += il
             rhs[i, q] -= i_now
             d[i, q] += (i_up - i_now) / 0.001
+        for j in range(an_node.size):  # mechanisms.ampanmda_current at vq + 0.001, vq
+            i = an_node[j]
+            mfact = an_mfact[j]
+            g_ampa = an_B_ampa[j, q] - an_A_ampa[j, q]
+            g_nmda = an_B_nmda[j, q] - an_A_nmda[j, q]
+            e = an_e[j, q]
+            mg = an_mg[j, q]
+            vq = v[i, q]
+            vu = vq + 0.001
+            z = 0.062 * -vu
+            if z < -700.0:
+                ez = 0.0
+            elif z > 700.0:
+                ez = math.exp(700.0)
+            else:
+                ez = math.exp(z)
+            block = 1.0 / (1.0 + ez * (mg / 3.57))
+            i_up = 0.0
+            i_up += g_ampa * (vu - e) + g_nmda * block * (vu - e)
+            z = 0.062 * -vq
+            if z < -700.0:
+                ez = 0.0
+            elif z > 700.0:
+                ez = math.exp(700.0)
+            else:
+                ez = math.exp(z)
+            block = 1.0 / (1.0 + ez * (mg / 3.57))
+            i_now = 0.0
+            i_now += g_ampa * (vq - e) + g_nmda * block * (vq - e)
+            rhs[i, q] -= i_now * mfact
+            d[i, q] += ((i_up - i_now) / 0.001) * mfact
         for i in range(n):
             d[i, q] += cfac * cm[i, q]
             p = parent[i]
@@ -390,6 +431,51 @@ def _engine_step_kernel(
             else:
                 ez = math.exp(z)
             e2_B[j, q] = e2_B[j, q] + (1.0 - ez) * (-(0.0) / ((-1.0) / tau) - e2_B[j, q])
+        for j in range(an_node.size):
+            tau = an_tau1_ampa[j, q]
+            z = dt * ((-1.0) / tau)
+            if z < -700.0:
+                ez = 0.0
+            elif z > 700.0:
+                ez = math.exp(700.0)
+            else:
+                ez = math.exp(z)
+            an_A_ampa[j, q] = an_A_ampa[j, q] + (1.0 - ez) * (
+                -(0.0) / ((-1.0) / tau) - an_A_ampa[j, q]
+            )
+            tau = an_tau2_ampa[j, q]
+            z = dt * ((-1.0) / tau)
+            if z < -700.0:
+                ez = 0.0
+            elif z > 700.0:
+                ez = math.exp(700.0)
+            else:
+                ez = math.exp(z)
+            an_B_ampa[j, q] = an_B_ampa[j, q] + (1.0 - ez) * (
+                -(0.0) / ((-1.0) / tau) - an_B_ampa[j, q]
+            )
+            tau = an_tau1_nmda[j, q]
+            z = dt * ((-1.0) / tau)
+            if z < -700.0:
+                ez = 0.0
+            elif z > 700.0:
+                ez = math.exp(700.0)
+            else:
+                ez = math.exp(z)
+            an_A_nmda[j, q] = an_A_nmda[j, q] + (1.0 - ez) * (
+                -(0.0) / ((-1.0) / tau) - an_A_nmda[j, q]
+            )
+            tau = an_tau2_nmda[j, q]
+            z = dt * ((-1.0) / tau)
+            if z < -700.0:
+                ez = 0.0
+            elif z > 700.0:
+                ez = math.exp(700.0)
+            else:
+                ez = math.exp(z)
+            an_B_nmda[j, q] = an_B_nmda[j, q] + (1.0 - ez) * (
+                -(0.0) / ((-1.0) / tau) - an_B_nmda[j, q]
+            )
         # ---- observe at step k + 1 (integrate._observe)
         kk = k + 1
         if kk % rec_every == 0:
@@ -428,9 +514,9 @@ def kernel_signature():
     f = t.float64
     i = t.int64
     fixed = (idx, vec, vec, f, f, vec, vec, idx, idx, idx, vec, idx, vec, idx, vec, f,
-             t.boolean, mat)  # fmt: skip
-    params = (mat,) * 18  # cm ... e2_factor
-    state = (mat,) * 9 + (t.uint8[::1], vec)
+             t.boolean, mat, idx, vec)  # fmt: skip
+    params = (mat,) * 27  # cm ... an_factor_nmda
+    state = (mat,) * 13 + (t.uint8[::1], vec)
     events = (idx, idx, t.int8[::1], idx, vec)
     output = (idx, i, t.float64[:, :, ::1], i, f, t.boolean, mat, idx)
     return (*fixed, *params, *state, *events, *output, i)
@@ -529,14 +615,18 @@ def run_cuda(engine, n_steps, static, params, state, events, output) -> None:
         c(static.hh_node, np.int64), c(static.ic_node, np.int64), c(static.ic_mfact),
         c(static.es_node, np.int64), c(static.es_mfact), c(static.e2_node, np.int64),
         c(static.e2_mfact), float(static.q10), bool(static.use_table), c(static.table),
+        c(static.an_node, np.int64), c(static.an_mfact),
     )  # fmt: skip
     par = tuple(
         node_major(getattr(params, name))
         for name in ("cm", "pas_g", "pas_e", "hh_gnabar", "hh_gkbar", "hh_gl", "hh_el",
                      "hh_ena", "hh_ek", "ic_del", "ic_dur", "ic_amp", "es_tau", "es_e",
-                     "e2_tau1", "e2_tau2", "e2_e", "e2_factor")
+                     "e2_tau1", "e2_tau2", "e2_e", "e2_factor", "an_tau1_ampa", "an_tau2_ampa",
+                     "an_tau1_nmda", "an_tau2_nmda", "an_e", "an_ratio", "an_mg",
+                     "an_factor_ampa", "an_factor_nmda")
     )  # fmt: skip
-    state_names = ("v", "rhs", "d", "hh_m", "hh_h", "hh_n", "es_g", "e2_A", "e2_B")
+    state_names = ("v", "rhs", "d", "hh_m", "hh_h", "hh_n", "es_g", "e2_A", "e2_B",
+                   "an_A_ampa", "an_B_ampa", "an_A_nmda", "an_B_nmda")  # fmt: skip
     stream = cuda.stream()
     d_par = tuple(cuda.to_device(x, stream=stream) for x in par)
     d_fixed = tuple(

@@ -81,6 +81,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ..backends import resolve_backend
 from ..solver import Solver
 from ..tree import Tree
 from . import mechanisms as mech
@@ -640,7 +641,8 @@ class Engine:
     n_instances : int, default 1
     backend : {"cpu", "auto", "cuda"}
         ``"cuda"``: the whole run on an NVIDIA GPU (:mod:`dhs.engine.cuda`); ``"auto"``
-        is the CPU.
+        (:func:`dhs.backends.resolve_backend`): ``"cuda"`` when a real GPU is present,
+        else ``"cpu"``. :attr:`backend` says which one runs.
     solver : {"fused", "dhs"}
         ``"fused"``: one parallel Numba kernel for the whole run (default).
         ``"dhs"``: step by step, with :class:`dhs.Solver` for the linear solves.
@@ -677,8 +679,10 @@ class Engine:
             raise ValueError(f"n_instances must be a positive integer, got {n_instances}")
         if backend not in ("cpu", "auto", "cuda"):
             raise ValueError(
-                f"backend {backend!r} is not available for the engine; use 'cpu' or 'cuda'"
+                f"backend {backend!r} is not available for the engine; use 'cpu', 'cuda' "
+                "or 'auto'"
             )
+        backend = resolve_backend(backend)  # "auto": "cuda" with a real GPU, else "cpu"
         if backend == "cuda":
             from . import cuda as engine_cuda
 
@@ -693,7 +697,7 @@ class Engine:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.model = model
         self.n_instances = int(n_instances)
-        self.backend = "cuda" if backend == "cuda" else "cpu"
+        self.backend = backend
         self.solver = solver
         self.chunk = int(chunk)
         self.workers = workers
