@@ -240,35 +240,68 @@ def test_per_instance_events_match_neuron(session):
         _assert_matches(result, instance, _run_neuron(probes, soma), "events")
 
 
-def test_pyramid_matches_neuron(session):
-    """The demo pyramid (20 µm segments, hh soma with tables, pas dendrites, IClamp,
-    8 ExpSyn) with six AmpaNmda synapses on dendrites; two IClamp amplitudes."""
+@pytest.mark.parametrize("usetable", [0, 1])
+def test_pyramid_matches_neuron(session, usetable):
+    """The issue's acceptance case: NEURON's pyramidal cell (20 µm segments), hh in the
+    soma and three dendrites, pas elsewhere, an IClamp and every supported synapse (the
+    demo's 8 ExpSyn, an Exp2Syn, six AmpaNmda, NetStim-driven, plus seeded Poisson
+    background on two AmpaNmda via NetCon.event / Engine.add_poisson); 200 ms, two
+    instances with different IClamp amplitudes, hh rate tables off and on."""
+    from dhs.engine.inputs import poisson_times
     from neuron_bridge.models import pyramid_model
 
-    h.usetable_hh = 1
+    h.usetable_hh = usetable
     model = pyramid_model(segment_length=20.0)
     session.append(model)
     dendrites = model.cell.dendrites
+    active = dendrites[:3]  # hh on the first dendrites too, on top of their pas
+    for section in active:
+        section.insert("hh")
+        for segment in section:
+            segment.hh.gnabar = 0.04
     far = model.far_dendrite()
     sites = [far(0.5), far(0.9)] + [dendrites[(k * 131) % len(dendrites)](0.6) for k in range(4)]
     stims = [_netstim(15.0 + 3.0 * k, 6.0 + k, 12) for k in range(3)]
+    synapses = []
     for k, site in enumerate(sites):
         synapse = h.AmpaNmda(site)
+        synapses.append(synapse)
         session += [synapse, _connect(stims[k % 3], synapse, 0.002 + 0.001 * k, 1.0 + 0.2 * k)]
-    session += stims
-    probes = [model.soma(0.5), far(0.5), far(1)]
+    exp2 = h.Exp2Syn(active[1](0.5))
+    exp2.tau1, exp2.tau2, exp2.e = 0.5, 4.0, 0.0
+    session += [*stims, exp2, _connect(stims[1], exp2, 0.004, 2.0)]
+    probes = [model.soma(0.5), active[0](0.5), far(0.5), far(1)]
     clamp = next(obj for obj in model.keep if obj.hname().startswith("IClamp"))
     amplitudes = [clamp.amp, 0.1]
     exported = export_model(V_INIT)
-    assert exported.mechanisms["AmpaNmda"].count == len(sites)
+    counts = {name: table.count for name, table in exported.mechanisms.items()}
+    assert counts["AmpaNmda"] == len(sites) and counts["Exp2Syn"] == 1
+    assert counts["ExpSyn"] == 8 and counts["IClamp"] == 1
+    assert counts["hh"] == sum(section.nseg for section in [model.soma, *active])
+    background = [synapses[0], synapses[3]]
+    rows = [point_process_order("AmpaNmda").index(s) for s in background]
     engine = Engine(exported, len(amplitudes))
     engine.set("IClamp.amp", amplitudes, index=0)
+    engine.add_poisson("AmpaNmda", rows, 25.0, 0.001, seed=11)
     result = _run_engine(engine, probes, model.soma)
+    netcons = [h.NetCon(None, synapse) for synapse in background]
+    for netcon in netcons:
+        netcon.weight[0] = 0.001
+    session += netcons
     for instance, amplitude in enumerate(amplitudes):
         clamp.amp = amplitude
+        trains = poisson_times(25.0, 0.0, TSTOP, seed=11, instance=instance, n_synapses=2)
+        assert all(train.size > 0 for train in trains)
+        handler = h.FInitializeHandler(
+            lambda trains=trains: [
+                nc.event(t) for nc, train in zip(netcons, trains, strict=True) for t in train
+            ]
+        )
         reference = _run_neuron(probes, model.soma)
+        del handler
         assert reference[1].size >= 2
-        assert _assert_matches(result, instance, reference, "pyramid") == 0.0
+        label = f"pyramid usetable={usetable}"
+        assert _assert_matches(result, instance, reference, label) == 0.0
 
 
 def _mgblock(v, mg):
