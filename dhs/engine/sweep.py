@@ -144,7 +144,8 @@ def estimate_bytes_per_instance(
         ``{"total": bytes, "parts": {name: bytes}}`` with parts ``parameters`` (8 bytes
         per parameter and mechanism instance, ``cm`` per node, ``v_init``, and the
         arrays derived for the run, such as Exp2Syn's factor), ``state`` (v, rhs, d per
-        node; the mechanisms' states: hh m, h, n, the synaptic conductances; final v),
+        node; the mechanisms' states: hh m, h, n, the synaptic conductances; two
+        assembly terms per mechanism instance other than pas; final v),
         ``recording`` (the recording buffer and the transposed copy
         :class:`RunResult` returns: ``2 * 8 * n_records * n_times``), ``spikes`` (the
         spike buffer, ``8 * max_spikes``, plus counters) and ``events`` (the model's
@@ -163,7 +164,9 @@ def estimate_bytes_per_instance(
         for name, count in counts.items()
         if name not in ("pas", "IClamp")
     )
-    state = 8 * (3 * n + states + n) + 9  # v, rhs, d; mechanism states; v_final; spike flag
+    # Terms of the mechanisms other than pas, two per mechanism instance (the assembly).
+    terms = 2 * sum(count for name, count in counts.items() if name != "pas")
+    state = 8 * (3 * n + states + terms + n) + 9  # v, rhs, d; states; terms; v_final; flag
     recording = 2 * 8 * int(n_records) * n_times
     # The engine allocates the spike buffer whether or not spikes are detected.
     kept = n_steps // 2 + 1 if max_spikes is None else max(int(max_spikes), 0)
