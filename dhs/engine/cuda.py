@@ -482,7 +482,7 @@ def _engine_step_kernel(
             row = kk // rec_every
             for r in range(rec_node.size):
                 rec[row, r, q] = v[rec_node[r], q]
-        if spike_node >= 0:
+        if spike_node >= 0 and kk < n_steps:  # NEURON checks at a step's start
             t_now = t_grid[kk]
             value = v[spike_node, q]
             if value - threshold > 0.0:

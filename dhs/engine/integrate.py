@@ -28,10 +28,12 @@ and delivers the events due by ``dt/2`` before the first step.
 Spike detection
 ---------------
 NEURON's NetCon threshold detection in the fixed step (``ConditionEvent::check`` in
-``netcvode.cpp``) runs after ``finitialize`` and after every step: when
-``v - threshold > 0`` and the detector is not armed-off, it fires at ``t + 1e-10`` ms
-(no interpolation) and stays off until ``v - threshold > 0`` is false again. The engine
-reports exactly that (``spike_method="neuron"``); ``"interpolate"`` gives the linear
+``netcvode.cpp``) runs at the start of every step (``deliver_net_events``), so it sees
+the state after ``finitialize`` and after every step but the last: a crossing on the
+last step of a run is reported only by a longer run (NEURON's own behaviour, which the
+engine keeps). When ``v - threshold > 0`` and the detector is not armed-off, it fires
+at ``t + 1e-10`` ms (no interpolation) and stays off until ``v - threshold > 0`` is
+false again. The engine reports exactly that (``spike_method="neuron"``); ``"interpolate"`` gives the linear
 interpolation of the crossing between the two samples instead.
 
 Layout
@@ -135,7 +137,7 @@ def _observe(c, start, count, k, fixed, st, out):
             for q0 in range(count):
                 q = numba.uint64(q0)
                 out.rec[row, r, numba.uint64(start + q0)] = st.v[c, i, q]
-    if out.spike_node >= 0:
+    if out.spike_node >= 0 and k < fixed.t_mid.size:  # NEURON checks at a step's start
         i = out.spike_node
         t_now = fixed.t_grid[k]
         for q0 in range(count):
