@@ -33,8 +33,9 @@ the state after ``finitialize`` and after every step but the last: a crossing on
 last step of a run is reported only by a longer run (NEURON's own behaviour, which the
 engine keeps). When ``v - threshold > 0`` and the detector is not armed-off, it fires
 at ``t + 1e-10`` ms (no interpolation) and stays off until ``v - threshold > 0`` is
-false again. The engine reports exactly that (``spike_method="neuron"``); ``"interpolate"`` gives the linear
-interpolation of the crossing between the two samples instead.
+false again. The engine reports exactly that (``spike_method="neuron"``);
+``"interpolate"`` gives the linear interpolation of the crossing between the two samples
+instead.
 
 Layout
 ------
