@@ -682,8 +682,7 @@ class Engine:
             raise ValueError(f"n_instances must be a positive integer, got {n_instances}")
         if backend not in ("cpu", "auto", "cuda"):
             raise ValueError(
-                f"backend {backend!r} is not available for the engine; use 'cpu', 'cuda' "
-                "or 'auto'"
+                f"backend {backend!r} is not available for the engine; use 'cpu', 'cuda' or 'auto'"
             )
         backend = resolve_backend(backend)  # "auto": "cuda" with a real GPU, else "cpu"
         if backend == "cuda":
