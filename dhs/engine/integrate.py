@@ -1173,12 +1173,12 @@ class Engine:
         n_chunks, n, width = state.v.shape
         slots = _slots(starts, width)
         a, b = self.model.a, self.model.b
+        x_all = np.zeros((n_chunks * width, n))  # padding columns stay 0
         for k in range(n_steps):
             _before_solve_all(starts, k, static, params, state, events)
             d_rows = state.d.transpose(0, 2, 1).reshape(-1, n)[slots]
             x_rows = state.rhs.transpose(0, 2, 1).reshape(-1, n)[slots]
             solver.solve(a, b, d_rows, x_rows, inplace=True)
-            x_all = np.zeros((n_chunks * width, n))
             x_all[slots] = x_rows
             state.rhs[:] = x_all.reshape(n_chunks, width, n).transpose(0, 2, 1)
             state.v[:] += state.rhs  # as the fused kernel: v += x (padding included)
