@@ -43,12 +43,12 @@ def run(*command) -> None:
 
 
 TASKS = {
-    "demo": lambda: run(BIN / "dhs-neuron", "demo"),
+    "demo": lambda: run(BIN / "dhs-bench", "swap-demo"),
     "test": lambda: (run(BIN / "ruff", "check", "."), run(PYTHON, "-m", "pytest", "-ra")),
     "bench": lambda: (
-        run(BIN / "dhs", "bench"),
-        run(BIN / "dhs-neuron", "bench"),
-        run(BIN / "dhs-neuron", "bench-engine"),
+        run(BIN / "dhs-bench", "solve"),
+        run(BIN / "dhs-bench", "bridge"),
+        run(BIN / "dhs-bench", "engine"),
     ),
 }
 

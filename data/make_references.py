@@ -5,7 +5,7 @@ Run from the repository root (needs the ``neuron`` wheel and this checkout)::
     python data/make_references.py
 
 ``pyramid_traces.npz``
-    NEURON's demo pyramidal cell as ``neuron_bridge.models.pyramid_model`` builds it
+    NEURON's demo pyramidal cell as ``benchmarks.models.pyramid_model`` builds it
     (20 µm segments: hh soma, pas dendrites, IClamp 0.4 nA from 10 to 60 ms, 8 ExpSyn
     driven by one NetStim), run by NEURON with ``h.finitialize(-65)`` and 4,000
     ``h.fadvance()`` steps of 0.025 ms (100 ms), once with hh's rate tables off
@@ -41,7 +41,7 @@ def pyramid_reference(usetable: int) -> dict:
     """Build the model, run it in NEURON, delete it; the traces and spikes."""
     from neuron import h
 
-    from neuron_bridge.models import pyramid_model
+    from benchmarks.models import pyramid_model
 
     h.load_file("stdrun.hoc")
     h.usetable_hh = usetable

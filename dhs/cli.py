@@ -1,4 +1,7 @@
-"""The ``dhs`` command: ``dhs schedule FILE``, ``dhs bench``, ``dhs demo``."""
+"""The ``dhs`` command: ``dhs schedule FILE``.
+
+Benchmarks and demos are the ``dhs-bench`` command (the ``benchmarks`` folder).
+"""
 
 from __future__ import annotations
 
@@ -53,23 +56,6 @@ def _schedule_command(arguments) -> int:
     return 0
 
 
-def _bench_command(arguments) -> int:
-    from .bench import run_benchmark
-
-    run_benchmark(
-        batches=tuple(arguments.cells),
-        repeats=arguments.repeats,
-        output_path=Path(arguments.output) if arguments.output else None,
-    )
-    return 0
-
-
-def _demo_command(arguments) -> int:
-    from .demo import main as demo_main
-
-    return demo_main()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dhs", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -87,21 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         help="nodes per parallel step (default 16)",
     )
     schedule_parser.set_defaults(run=_schedule_command)
-
-    bench_parser = commands.add_parser("bench", help="solve benchmark; writes a JSON report")
-    bench_parser.add_argument(
-        "--cells",
-        type=int,
-        nargs="+",
-        default=[715, 3000, 7150],
-        help="batch sizes of the 1,399-node cell",
-    )
-    bench_parser.add_argument("--repeats", type=int, default=7)
-    bench_parser.add_argument("--output", help="JSON path (default data/benchmarks/...)")
-    bench_parser.set_defaults(run=_bench_command)
-
-    demo_parser = commands.add_parser("demo", help="schedule and solve a NEURON-derived cell")
-    demo_parser.set_defaults(run=_demo_command)
 
     arguments = parser.parse_args(argv)
     try:

@@ -7,7 +7,7 @@ batched engine (:class:`dhs.engine.Engine`); the notebook
 
 The cell (:func:`build_cell`)
     A morphology (NEURON's demo pyramid by default, or any SWC/ASC/hoc file) with the
-    membrane of :func:`neuron_bridge.models.pyramid_model` (Ra 150 Ω·cm, cm 1 µF/cm²,
+    membrane of :func:`benchmarks.models.pyramid_model` (Ra 150 Ω·cm, cm 1 µF/cm²,
     ``hh`` in the soma and the axon, if any, pas 5e-5 S/cm² at -65 mV in the
     dendrites), ``nseg`` from a longest segment length, and optionally a weak ``hh``
     (a fraction of its default Na and K densities, no extra leak) in the dendritic

@@ -1,0 +1,89 @@
+"""The ``dhs-bench`` command: the project's benchmarks and demos."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _solve(arguments) -> int:
+    from .solve import run_benchmark
+
+    run_benchmark(
+        batches=tuple(arguments.cells), repeats=arguments.repeats, output_path=arguments.output
+    )
+    return 0
+
+
+def _bridge(arguments) -> int:
+    from .bridge import run_benchmark
+
+    run_benchmark(steps=arguments.steps, output_path=arguments.output)
+    return 0
+
+
+def _engine(arguments) -> int:
+    from .engine import run_benchmark
+
+    run_benchmark(
+        sizes=tuple(arguments.sizes),
+        cuda_sizes=tuple(arguments.cuda_sizes),
+        tstop=arguments.tstop,
+        neuron_instances=arguments.neuron_instances,
+        rounds=arguments.rounds,
+        profile=arguments.profile,
+        output_path=arguments.output,
+    )
+    return 0
+
+
+def _swap_demo(arguments) -> int:
+    from .swap_demo import main as swap_demo
+
+    return swap_demo(tstop=arguments.tstop)
+
+
+def _schedule_demo(arguments) -> int:
+    from .schedule_demo import main as schedule_demo
+
+    return schedule_demo()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dhs-bench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    solve = commands.add_parser("solve", help="the tree solve alone, batches of a CA1-size cell")
+    solve.add_argument("--cells", type=int, nargs="+", default=[715, 3000, 7150])
+    solve.add_argument("--repeats", type=int, default=7)
+    solve.add_argument("--output", help="JSON path (default data/benchmarks/...)")
+    solve.set_defaults(run=_solve)
+
+    bridge = commands.add_parser("bridge", help="per-step cost, native vs swapped NEURON solve")
+    bridge.add_argument("--steps", type=int, default=400)
+    bridge.add_argument("--output", help="JSON path (default data/benchmarks/...)")
+    bridge.set_defaults(run=_bridge)
+
+    engine = commands.add_parser("engine", help="N instances: NEURON against dhs.engine")
+    engine.add_argument("--sizes", type=int, nargs="+", default=[100, 400, 1000])
+    engine.add_argument("--cuda-sizes", type=int, nargs="+", default=[1000, 10000])
+    engine.add_argument("--tstop", type=float, default=25.0, help="ms (default 25)")
+    engine.add_argument("--rounds", type=int, default=3, help="timed calls per method")
+    engine.add_argument("--neuron-instances", type=int, default=6, help="M timed in NEURON")
+    engine.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None)
+    engine.add_argument("--output", help="JSON path (default data/benchmarks/...)")
+    engine.set_defaults(run=_engine)
+
+    swap = commands.add_parser("swap-demo", help="one cell: NEURON's solve against the DHS swap")
+    swap.add_argument("--tstop", type=float, default=100.0, help="ms (default 100)")
+    swap.set_defaults(run=_swap_demo)
+
+    schedule = commands.add_parser("schedule-demo", help="schedule and solve a NEURON cell")
+    schedule.set_defaults(run=_schedule_demo)
+
+    arguments = parser.parse_args(argv)
+    return arguments.run(arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
