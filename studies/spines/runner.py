@@ -1,0 +1,505 @@
+"""The runner of the spine study: :class:`SpineExperiment` runs the trials of one
+(model, pattern, count) on the batched engine (:class:`dhs.engine.Engine`), one instance
+per trial, and single trials natively in NEURON to check and time it. ``DESIGN.md``
+says how the trials share one engine model."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+from neuron import h
+
+from neuron_bridge.export import export_model
+from neuron_bridge.morphology import Cell, node_count
+from neuron_bridge.patterns import NeuronEvents, TrialInputs, synapse_rows, trial_inputs
+from neuron_bridge.spines import (
+    FFactor,
+    Spines,
+    add_spines,
+    add_spines_at,
+    apply_f_factor,
+    spine_sites,
+)
+
+from .cell import build_cell, set_membrane
+from .sampling import draw_active, draw_background, pattern_stream
+from .settings import MODELS, CellSetup, Protocol
+from .statistics import spiked_in_window, threshold_50, threshold_interval
+
+__all__ = ["ConditionResult", "NativeTrial", "SpineExperiment"]
+
+
+@dataclass
+class ConditionResult:
+    """The trials of one (model, pattern) on the engine.
+
+    Attributes
+    ----------
+    model, pattern : str
+    counts : ndarray of int64, shape (m,)
+    spiked : ndarray of bool, shape (m, trials)
+        A spike in the window after the activation.
+    early : ndarray of bool, shape (m, trials)
+        A spike before the activation (background alone).
+    first_spike : ndarray, shape (m, trials)
+        ms after the activation of the first spike in the window (nan without).
+    t : ndarray
+        Sample times of ``soma_v`` in ms.
+    soma_v : ndarray, shape (m, trials, n_times)
+        mV at soma(0.5).
+    run_seconds, build_seconds : ndarray, shape (m,)
+        Wall time of :meth:`Engine.run` per count, and of building and exporting the
+        model, drawing the inputs and setting up the engine.
+    n_nodes, n_synapses : ndarray of int64, shape (m,)
+        Size of the engine model per count (matrix rows, AmpaNmda synapses).
+    backend : str
+        The engine backend that ran (``"cpu"`` or ``"cuda"``).
+    """
+
+    model: str
+    pattern: str
+    counts: np.ndarray
+    spiked: np.ndarray
+    early: np.ndarray
+    first_spike: np.ndarray
+    t: np.ndarray
+    soma_v: np.ndarray
+    run_seconds: np.ndarray
+    build_seconds: np.ndarray
+    n_nodes: np.ndarray
+    n_synapses: np.ndarray
+    backend: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-spine {self.pattern}"
+
+    @property
+    def trials(self) -> int:
+        return int(self.spiked.shape[1])
+
+    @property
+    def probability(self) -> np.ndarray:
+        """Spike probability per count."""
+        return self.spiked.mean(axis=1)
+
+    def threshold(self) -> float:
+        """:func:`threshold_50` of this condition."""
+        return threshold_50(self.counts, self.spiked.sum(axis=1), self.trials)
+
+    def summary(self) -> dict:
+        """JSON-ready numbers (no traces)."""
+        k = self.spiked.sum(axis=1)
+        low, high = threshold_interval(self.counts, k, self.trials)
+        return {
+            "model": self.model,
+            "pattern": self.pattern,
+            "counts": self.counts.tolist(),
+            "trials": self.trials,
+            "spiking_trials": k.tolist(),
+            "probability": self.probability.tolist(),
+            "early_spike_trials": self.early.sum(axis=1).tolist(),
+            "spiked_per_trial": self.spiked.astype(int).tolist(),
+            "threshold_50": _json_float(self.threshold()),
+            "threshold_95ci": [_json_float(low), _json_float(high)],
+            "engine_run_seconds": float(self.run_seconds.sum()),
+            "build_seconds": float(self.build_seconds.sum()),
+            "run_seconds_per_count": self.run_seconds.tolist(),
+            "n_nodes": self.n_nodes.tolist(),
+            "n_synapses": self.n_synapses.tolist(),
+            "backend": self.backend,
+        }
+
+
+def _json_float(value: float):
+    return None if not math.isfinite(value) else float(value)
+
+
+@dataclass
+class NativeTrial:
+    """One trial run natively by NEURON (:meth:`SpineExperiment.run_native`).
+
+    Attributes
+    ----------
+    seconds : float
+        Wall time of ``finitialize`` + ``continuerun``.
+    spikes : ndarray
+        Somatic spike times in ms.
+    t, soma_v : ndarray
+        The somatic potential (every step).
+    n_nodes : int
+        Matrix rows of the NEURON model of this trial.
+    """
+
+    seconds: float
+    spikes: np.ndarray
+    t: np.ndarray
+    soma_v: np.ndarray
+    n_nodes: int
+
+
+class SpineExperiment:
+    """The cell, its spine sites, the background sites, and the runs.
+
+    Parameters
+    ----------
+    setup : CellSetup, optional
+    protocol : Protocol, optional
+    cell : Cell, optional
+        An already built cell (default: :func:`build_cell` of ``setup``). Its membrane
+        is used as it is; ``setup`` still gives the spines and ``v_init``.
+
+    Notes
+    -----
+    NEURON holds one model per process: at most one spine model exists at a time (the
+    full-spine spines are kept between calls until a few-spine model is needed), and
+    :meth:`delete` removes everything.
+    """
+
+    def __init__(
+        self,
+        setup: CellSetup | None = None,
+        protocol: Protocol | None = None,
+        cell: Cell | None = None,
+    ):
+        from neuron_bridge.compile_mod import load_mod_mechanisms
+
+        load_mod_mechanisms()
+        self.setup = CellSetup() if setup is None else setup
+        self.protocol = Protocol() if protocol is None else protocol
+        self.cell = build_cell(self.setup) if cell is None else cell
+        self.soma = self.cell.soma[0]
+        self.sites = spine_sites(self.cell, self.setup.spines, seed=self.setup.spine_seed)
+        if len(self.sites) < self.protocol.n_background:
+            raise ValueError(
+                f"the cell has {len(self.sites)} spine sites, fewer than n_background = "
+                f"{self.protocol.n_background}"
+            )
+        self.background = draw_background(
+            len(self.sites), self.protocol.n_background, self.protocol.seed
+        )
+        self.candidates = np.setdiff1d(np.arange(len(self.sites)), self.background)
+        self._spines: _SpineModel | None = None
+
+    # -------------------------------------------------------------- inputs
+    def _stream(self, pattern: str, count: int) -> list[int]:
+        return pattern_stream(self.protocol.seed, pattern, count)
+
+    def active_sites(self, pattern: str, count: int, trials: int) -> list[np.ndarray]:
+        """Activated sites (indices into :attr:`sites`) of trials ``0 .. trials - 1`` at
+        ``count``; the first trials do not depend on how many are drawn."""
+        rng = np.random.default_rng(self._stream(pattern, count))
+        p = self.protocol
+        return draw_active(
+            self.sites,
+            pattern,
+            count,
+            trials,
+            rng,
+            candidates=self.candidates,
+            cluster_size=p.cluster_size,
+            cluster_length=p.cluster_length,
+        )
+
+    def inputs(self, pattern: str, count: int, trials: int, active=None) -> TrialInputs:
+        """The :class:`~neuron_bridge.patterns.TrialInputs` of ``trials`` trials (or of
+        the given ``active`` site lists) at ``count``."""
+        p = self.protocol
+        if active is None:
+            active = self.active_sites(pattern, count, trials)
+        seed = int(np.random.SeedSequence(self._stream(pattern, count)).generate_state(1)[0])
+        return trial_inputs(
+            self.sites,
+            active,
+            self.background,
+            activation_time=p.activation_time,
+            activation_weight=p.activation_weight,
+            background_rate_hz=p.background_rate_hz,
+            background_weight=p.weight_background,
+            seed=seed,
+            background_stop=p.tstop,
+        )
+
+    # -------------------------------------------------------------- models
+    def _release_spines(self) -> None:
+        if self._spines is not None:
+            self._spines.delete()
+            self._spines = None
+
+    def _full_spines(self) -> _SpineModel:
+        if self._spines is None or self._spines.mode != "full":
+            self._release_spines()
+            spines = add_spines(self.cell, self.setup.spines, seed=self.setup.spine_seed)
+            self._spines = _SpineModel("full", spines, spines.explicit.copy(), None)
+        return self._spines
+
+    def _few_spines(self, at) -> _SpineModel:
+        """The F-factor, then explicit spines at the sites ``at`` (indices into
+        :attr:`sites`), with the membrane the dendrite had before the F-factor."""
+        self._release_spines()
+        params = self.setup.spines
+        at = np.asarray(at, dtype=np.int64)
+        passive_only = None if self.setup.f_factor_active else {"hh": []}
+        record = apply_f_factor(
+            self.cell, params.f_factor, params.min_distance, conductances=passive_only
+        )
+        spines = add_spines_at(self.cell, self.sites.subset(at), params, f_factor=record)
+        return _SpineModel("few", spines, at, record)
+
+    def rediscretize(self, segment_length: float) -> None:
+        """Set a new longest segment length (µm) and the membrane again
+        (:func:`set_membrane`); the spine sites, background and patterns stay."""
+        self._release_spines()
+        self.setup = replace(self.setup, segment_length=segment_length)
+        set_membrane(self.cell, self.setup)
+
+    def delete(self) -> None:
+        """Delete the spines and the cell's sections."""
+        self._release_spines()
+        self.cell.delete()
+
+    # -------------------------------------------------------------- engine
+    def run_count(
+        self,
+        model: str,
+        pattern: str,
+        count: int,
+        trials: int,
+        *,
+        backend: str = "auto",
+        record_nodes=(),
+        active=None,
+    ) -> dict:
+        """Run ``trials`` trials at one count on the engine (one instance per trial).
+
+        Parameters
+        ----------
+        model : {"full", "few"}
+        pattern : {"distributed", "clustered"}
+        count, trials : int
+        backend : str, default "auto"
+            :class:`dhs.engine.Engine` backend.
+        record_nodes : sequence of (section, x)
+            Extra points to record besides soma(0.5).
+        active : list of array_like of int, optional
+            The activated sites of each trial (default :meth:`active_sites`).
+
+        Returns
+        -------
+        dict
+            ``result`` (:class:`dhs.engine.RunResult`, soma first among the records),
+            ``inputs``, ``backend``, ``run_seconds``, ``build_seconds``, ``n_nodes``,
+            ``n_synapses``.
+        """
+        from dhs.engine import Engine
+
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        start = time.perf_counter()
+        p = self.protocol
+        inputs = self.inputs(pattern, count, trials, active)
+        spines = self._full_spines() if model == "full" else self._few_spines(inputs.site_index)
+        synapses = spines.synapses(inputs.site_index, nmda_ratio=p.nmda_ratio)
+        try:
+            points = [self.soma(0.5)] + [section(x) for section, x in record_nodes]
+            record = [point.node_index() for point in points]
+            cell_model = export_model(self.setup.v_init)
+            engine = Engine(cell_model, n_instances=inputs.n_trials, backend=backend)
+            inputs.to_engine(engine, synapse_rows(synapses))
+            if model == "few":
+                _hide_unused_spines(engine, spines, inputs)
+            build = time.perf_counter() - start
+            start = time.perf_counter()
+            result = engine.run(
+                p.tstop,
+                p.dt,
+                record_nodes=record,
+                record_every=p.record_every,
+                spike_node=record[0],
+                spike_threshold=p.spike_threshold,
+            )
+            seconds = time.perf_counter() - start
+        finally:
+            synapses.clear()
+            if model == "few":
+                spines.delete()
+        return {
+            "result": result,
+            "inputs": inputs,
+            "backend": engine.backend,
+            "run_seconds": seconds,
+            "build_seconds": build,
+            "n_nodes": cell_model.n,
+            "n_synapses": inputs.n_synapses,
+        }
+
+    def run_condition(
+        self, model: str, pattern: str, counts, trials: int, *, backend: str = "auto", progress=None
+    ) -> ConditionResult:
+        """All counts of one (model, pattern): :meth:`run_count` for each.
+
+        ``progress``: a function called with a line of text after each count."""
+        counts = np.asarray(counts, dtype=np.int64)
+        if counts.ndim != 1 or counts.size == 0 or np.any(np.diff(counts) <= 0):
+            raise ValueError("counts must be a non-empty increasing sequence")
+        p = self.protocol
+        rows = []
+        for count in counts.tolist():
+            rows.append(self.run_count(model, pattern, count, trials, backend=backend))
+            if progress is not None:
+                r = rows[-1]
+                outcome = spiked_in_window(r["result"].spikes, p.activation_time, p.tstop)
+                progress(
+                    f"{model}-spine {pattern:11s} count {count:4d}: p = {outcome.mean():.2f}"
+                    f"  ({r['n_nodes']} rows, {r['n_synapses']} synapses, engine "
+                    f"{r['run_seconds']:.1f} s on {r['backend']})"
+                )
+        spiked, early, first = [], [], []
+        for r in rows:
+            spikes = r["result"].spikes
+            spiked.append(spiked_in_window(spikes, p.activation_time, p.tstop))
+            early.append(spiked_in_window(spikes, -math.inf, p.activation_time))
+            first.append(
+                [
+                    float(s[(s > p.activation_time) & (s <= p.tstop)][0] - p.activation_time)
+                    if np.any((s > p.activation_time) & (s <= p.tstop))
+                    else math.nan
+                    for s in spikes
+                ]
+            )
+        return ConditionResult(
+            model=model,
+            pattern=pattern,
+            counts=counts,
+            spiked=np.array(spiked),
+            early=np.array(early),
+            first_spike=np.array(first),
+            t=rows[0]["result"].t,
+            soma_v=np.stack([r["result"].v[:, 0, :] for r in rows]),
+            run_seconds=np.array([r["run_seconds"] for r in rows]),
+            build_seconds=np.array([r["build_seconds"] for r in rows]),
+            n_nodes=np.array([r["n_nodes"] for r in rows], dtype=np.int64),
+            n_synapses=np.array([r["n_synapses"] for r in rows], dtype=np.int64),
+            backend=rows[0]["backend"],
+        )
+
+    # -------------------------------------------------------------- NEURON
+    def run_native(
+        self, model: str, inputs: TrialInputs, trial: int, record_nodes=()
+    ) -> NativeTrial:
+        """One trial in NEURON itself, with only that trial's synapses.
+
+        Full-spine: every spine, synapses at the trial's activated and background sites.
+        Few-spine: the F-factor and explicit spines at exactly those sites. The events
+        are the trial's (:meth:`TrialInputs.events`), so the engine's instance of this
+        trial gets the same input.
+
+        ``record_nodes``: extra (section, x) points, recorded into
+        :attr:`NativeTrial.soma_v` after the soma (shape ``(1 + len, n_times)``) when
+        given.
+        """
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        p = self.protocol
+        used = np.union1d(inputs.active[trial], inputs.background).astype(np.int64)
+        sites = inputs.site_index[used]
+        spines = self._full_spines() if model == "full" else self._few_spines(sites)
+        made = spines.synapses(sites, nmda_ratio=p.nmda_ratio)
+        synapses: list = [None] * inputs.n_synapses
+        for k, synapse in zip(used.tolist(), made, strict=True):
+            synapses[k] = synapse
+        events = NeuronEvents(synapses, *inputs.events(trial))
+        h.dt = p.dt
+        h.steps_per_ms = 1.0 / p.dt
+        t = h.Vector().record(h._ref_t)
+        points = [self.soma(0.5)] + [section(x) for section, x in record_nodes]
+        traces = [h.Vector().record(point._ref_v) for point in points]
+        detector = h.NetCon(self.soma(0.5)._ref_v, None, sec=self.soma)
+        detector.threshold = p.spike_threshold
+        spikes = h.Vector()
+        detector.record(spikes)
+        rows = node_count()
+        try:
+            start = time.perf_counter()
+            h.finitialize(self.setup.v_init)
+            h.continuerun(p.tstop)
+            seconds = time.perf_counter() - start
+            v = np.array([trace.as_numpy() for trace in traces])
+            native = NativeTrial(
+                seconds=seconds,
+                spikes=spikes.as_numpy().copy(),
+                t=t.as_numpy().copy(),
+                soma_v=v if record_nodes else v[0],
+                n_nodes=rows,
+            )
+        finally:
+            events.release()
+            del detector, traces, t
+            made.clear()
+            synapses.clear()
+            if model == "few":
+                spines.delete()
+        return native
+
+
+@dataclass(eq=False)
+class _SpineModel:
+    """Spines built on the cell: explicit spine ``k`` sits at ``site[k]`` (an index
+    into the experiment's sites); ``f_factor`` is undone with the spines."""
+
+    mode: str
+    spines: Spines
+    site: np.ndarray
+    f_factor: FFactor | None
+
+    def spine_of(self, sites) -> list[int]:
+        """Explicit spine numbers of site indices."""
+        lookup = {int(site): k for k, site in enumerate(self.site.tolist())}
+        return [lookup[int(site)] for site in np.asarray(sites).tolist()]
+
+    def synapses(self, sites, **attributes) -> list:
+        """An ``AmpaNmda`` at ``head(0.5)`` of the spine of each site, in order."""
+        made = []
+        for k in self.spine_of(sites):
+            synapse = h.AmpaNmda(self.spines.heads[k](0.5))
+            for name, value in attributes.items():
+                setattr(synapse, name, value)
+            made.append(synapse)
+        return made
+
+    def delete(self) -> None:
+        self.spines.delete()
+        if self.f_factor is not None:
+            self.f_factor.undo()
+
+
+def _hide_unused_spines(engine, spines: _SpineModel, inputs: TrialInputs) -> None:
+    """Few-spine model on a pool: in each instance (trial), ``cm = 0`` and ``pas.g = 0``
+    at the neck and head nodes of every explicit spine whose site the trial neither
+    activates nor uses for background (``DESIGN.md`` says why this is exact)."""
+    model = engine.model
+    n_instances = engine.n_instances
+    necks, heads = spines.spines.necks, spines.spines.heads
+    nodes = np.array(
+        [
+            [necks[k](0.5).node_index(), heads[k](0.5).node_index()]
+            for k in spines.spine_of(inputs.site_index)
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 2)
+    cm = engine.get("cm")
+    pas_node = model.mechanisms["pas"].node
+    g = np.zeros((n_instances, model.n))
+    g[:, pas_node] = engine.get("pas.g")
+    for q in range(n_instances):
+        unused = np.ones(inputs.n_synapses, dtype=bool)
+        unused[inputs.active[q]] = False
+        unused[inputs.background] = False
+        hidden = nodes[unused].ravel()
+        cm[q, hidden] = 0.0
+        g[q, hidden] = 0.0
+    engine.set("cm", cm)
+    engine.set("pas.g", g)
