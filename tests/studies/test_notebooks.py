@@ -12,10 +12,10 @@ parameters here.
 The kernel is this interpreter (``sys.executable``), through a kernelspec written to a
 temporary folder and put first on ``JUPYTER_PATH``: a ``python3`` kernelspec in the
 user's Jupyter folder, which Jupyter would prefer to the one in this environment, cannot
-run the notebooks with another Python. The kernel imports ``dhs`` and ``neuron_bridge``
-from this checkout (``PYTHONPATH``), as the tests do. ``MPLBACKEND`` is matplotlib's
-inline backend: headless like Agg (which it draws with), but figures are drawn into the
-executed notebook, whereas with plain Agg ``plt.show()`` does nothing.
+run the notebooks with another Python. The kernel imports ``dhs``, ``neuron_bridge`` and
+``studies`` from this checkout (``PYTHONPATH``), as the tests do. ``MPLBACKEND`` is
+matplotlib's inline backend: headless like Agg (which it draws with), but figures are
+drawn into the executed notebook, whereas with plain Agg ``plt.show()`` does nothing.
 """
 
 from __future__ import annotations
