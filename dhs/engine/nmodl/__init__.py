@@ -1,0 +1,1 @@
+"""dhs.engine.nmodl: NEURON's ``.mod`` files translated into engine mechanisms."""
