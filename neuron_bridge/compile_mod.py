@@ -1,6 +1,6 @@
 """Compile and load the NMODL mechanisms that ship with neuron_bridge (``mod/``).
 
-:func:`load_mod_mechanisms` runs ``nrnivmodl`` on ``neuron_bridge/mod`` once, into a
+:func:`load_mod_mechanisms` runs ``nrnivmodl`` on ``dhs/engine/mod`` once, into a
 cache folder named after a hash of the ``.mod`` files and the NEURON version
 (``<repo>/.nrn_build/<hash>/``, or ``$DHS_NRN_BUILD/<hash>/``), and loads the library
 with ``neuron.load_mechanisms``. Calling it again (in the same process or a later one)
@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dhs.engine.mechanism import MOD_FOLDER
+
 __all__ = [
     "MOD_DIR",
     "build_dir",
@@ -31,7 +33,7 @@ __all__ = [
     "mechanism_type",
 ]
 
-MOD_DIR = Path(__file__).resolve().parent / "mod"
+MOD_DIR = MOD_FOLDER  # the .mod files dhs.engine ships (AmpaNmda)
 _DEFAULT_BUILD_ROOT = Path(__file__).resolve().parent.parent / ".nrn_build"
 _LIBRARIES = ("x86_64/.libs/libnrnmech.so", "x86_64/libnrnmech.so",
               "aarch64/.libs/libnrnmech.so", "aarch64/libnrnmech.so",

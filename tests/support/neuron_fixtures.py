@@ -61,7 +61,7 @@ def clean_neuron():
 
 @pytest.fixture(scope="session")
 def ampanmda():
-    """``neuron_bridge/mod`` (the AmpaNmda synapse) compiled and loaded; yields the build
+    """``dhs/engine/mod`` (the AmpaNmda synapse) compiled and loaded; yields the build
     folder. Skips only without nrnivmodl or a C++ compiler."""
     reason = mod_compiler_missing()
     if reason:

@@ -130,7 +130,7 @@ class Run:
 
 # --------------------------------------------------------------------------- mod files
 def mod_compiler_missing() -> str | None:
-    """Why ``neuron_bridge/mod`` cannot be compiled here, or None when it can."""
+    """Why ``dhs/engine/mod`` cannot be compiled here, or None when it can."""
     if find_nrnivmodl() is None:
         return "nrnivmodl is not installed"
     if not any(shutil.which(name) for name in ("c++", "g++", "clang++")):
