@@ -1,20 +1,19 @@
 """Export the live NEURON model as a NEURON-free :class:`dhs.engine.CellModel`.
 
 :func:`export_model` reads the current NEURON session: the tree and NEURON's matrix
-coefficients (:func:`neuron_bridge.extract.node_map`, ``h.fmatrix``), node areas and
-capacitance, the supported mechanisms (``pas``, ``hh``, ``IClamp``, ``ExpSyn``,
-``Exp2Syn``, and ``AmpaNmda`` once :func:`neuron_bridge.compile_mod.load_mod_mechanisms`
-has loaded it) with their parameters, and the synaptic events that deterministic
+coefficients (:func:`neuron_bridge.extract.node_map`, ``h.fmatrix``), node areas,
+diameters and capacitance; every mechanism in the model with the ``.mod`` text NEURON
+compiled it from (``MechanismType.code()``), every parameter of every instance, the
+GLOBALs, the ions (values per node, style, valence, ci0/co0); the point processes, each
+with its hoc name; celsius and v_init; and the synaptic events that deterministic
 NetStims send through NetCons. The result runs in :class:`dhs.engine.Engine` with NEURON's
 fixed-step numerics and no NEURON at run time.
 
-Anything the engine cannot reproduce raises ``ValueError`` naming all of it at once:
-every unsupported density mechanism with the sections that have it, every unsupported
-point process with its location, and unsupported settings (CVode, ``secondorder``,
-threads, noisy NetStims, NetCons driven by a membrane potential, ...).
-
-Node conventions are those of :mod:`dhs.engine.model`: zero-area nodes (section ends and
-root nodes) have area 100 and no capacitance, as inside NEURON.
+Anything the engine cannot reproduce raises one ``ValueError`` that starts with a short
+summary (each mechanism, in how many sections or objects, and what the engine
+supports) followed by the details: every unsupported construct of every ``.mod`` file
+with its file and line, and unsupported settings (CVode, ``secondorder``, threads,
+noisy NetStims, NetCons driven by a membrane potential, ...).
 """
 
 from __future__ import annotations
@@ -25,31 +24,25 @@ from collections import defaultdict
 import numpy as np
 from neuron import h
 
-from dhs.engine.model import (
-    DENSITY_MECHANISMS,
-    MECHANISMS,
-    POINT_PROCESSES,
-    SYNAPSES,
-    CellModel,
-    MechanismTable,
-    SynapticEvents,
-)
+from dhs.engine.mechanism import from_source
+from dhs.engine.model import CellModel, IonTable, MechanismTable, SynapticEvents
+from dhs.engine.nmodl.parse import NmodlError
 
 from . import _nrn
-from .compile_mod import mechanism_type
 from .extract import node_map, read_coupling
 
-__all__ = ["export_model", "netstim_spike_times", "point_process_order"]
+__all__ = ["SUPPORTED", "export_model", "netstim_spike_times", "point_process_order"]
 
-SUPPORTED_IONS = ("na", "k")  # written by hh; their e_ion are hh parameters
 ZERO_AREA = 100.0  # NEURON's internal area of a zero-area node (treeset.cpp)
 MAX_NETSTIM_SPIKES = 1_000_000
-
-# ion_style bits: c_style + 4*e_style + 16*einit + 32*eadvance + 64*cinit
-_EINIT, _EADVANCE = 16, 32
-#: The order in which the engine adds the mechanisms' currents: NEURON's, by internal
-#: type number (AmpaNmda, loaded from a .mod file, comes after every built-in type).
-ENGINE_ORDER = ("pas", "IClamp", "ExpSyn", "Exp2Syn", "hh", "AmpaNmda")
+#: What the engine runs, for messages.
+SUPPORTED = (
+    "density mechanisms and point processes from .mod files (SUFFIX, POINT_PROCESS, "
+    "USEION READ/WRITE, NONSPECIFIC_CURRENT, ELECTRODE_CURRENT, RANGE, GLOBAL, "
+    "PARAMETER, ASSIGNED, STATE, INITIAL, FUNCTION, PROCEDURE, TABLE, "
+    "SOLVE ... METHOD cnexp, NET_RECEIVE); NetStims with noise = 0 driving synapses "
+    "through NetCons; the fixed step with secondorder = 0 and one thread"
+)
 
 
 def netstim_spike_times(
@@ -82,22 +75,6 @@ def netstim_spike_times(
         times.append(t)
         t = t + mean
     return np.array(times, dtype=np.float64)
-
-
-def _segment_name(segment) -> str:
-    return f"{segment.sec.name()}({segment.x:g})"
-
-
-def _point_process_types() -> list[tuple[str, bool]]:
-    """Every point-process type NEURON knows, with whether it is an artificial cell."""
-    types = h.MechanismType(1)
-    name = h.ref("")
-    found = []
-    for i in range(int(types.count())):
-        types.select(i)
-        types.selected(name)
-        found.append((name[0], bool(types.is_artificial(i))))
-    return found
 
 
 def _objects(type_name: str) -> list:
@@ -154,98 +131,96 @@ def _netcon_source_is_voltage(netcon) -> bool:
     return False
 
 
-def _check_supported(point_types: list[tuple[str, bool]]) -> None:
-    """Raise ValueError naming every unsupported mechanism and setting of the model."""
-    mechanisms: dict[str, list[str]] = defaultdict(list)
-    features: list[str] = []
-    for section in h.allsec():
-        info = section.psection()
-        for name in info["density_mechs"]:
-            if name not in DENSITY_MECHANISMS:
-                mechanisms[name].append(section.name())
-        for ion in info["ions"]:
-            if ion not in SUPPORTED_IONS:
-                mechanisms[f"{ion}_ion"].append(section.name())
-            elif int(h.ion_style(f"{ion}_ion", sec=section)) & (_EINIT | _EADVANCE):
-                features.append(
-                    f"{ion}_ion in {section.name()} computes e{ion} from concentrations "
-                    "(ion_style einit/eadvance)"
-                )
-    problems = [f"{name} in {', '.join(where)}" for name, where in mechanisms.items()]
-    for type_name, artificial in point_types:
-        if type_name in POINT_PROCESSES or type_name == "NetStim":
-            continue
-        objects = _objects(type_name)
-        if not objects:
-            continue
-        if artificial:
-            problems.append(f"{type_name} (artificial cell) x{len(objects)}")
-            continue
-        places = []
-        for obj in objects:
-            places.append(_segment_name(obj.get_segment()) if obj.has_loc() else "nowhere")
-        problems.append(f"{type_name} (point process) in {', '.join(places)}")
+def _segment_name(segment) -> str:
+    return f"{segment.sec.name()}({segment.x:g})"
 
-    numbers = []
-    for name in ENGINE_ORDER:
-        try:
-            numbers.append((mechanism_type(name), name))
-        except ValueError:  # not loaded (AmpaNmda): none can be in the model
-            continue
-    if numbers != sorted(numbers):
-        features.append(
-            "NEURON's mechanism type numbers "
-            + ", ".join(f"{name} {number}" for number, name in numbers)
-            + " are not in the engine's order"
-        )
+
+def _types(kind: int) -> list[tuple[str, int, bool]]:
+    """``(name, internal type, artificial)`` of every mechanism of a kind (0 density,
+    1 point process) that NEURON knows."""
+    types = h.MechanismType(kind)
+    name = h.ref("")
+    found = []
+    for i in range(int(types.count())):
+        types.select(i)
+        types.selected(name)
+        artificial = bool(types.is_artificial(i)) if kind == 1 else False
+        found.append((name[0], int(types.internal_type()), artificial))
+    return found
+
+
+def _source(kind: int, name: str) -> tuple[str, str]:
+    """The ``.mod`` text NEURON compiled a mechanism from, and its file name."""
+    types = h.MechanismType(kind)
+    types.select(name)
+    return str(types.code() or ""), str(types.file() or f"<{name}.mod>")
+
+
+def _settings_problems(receivers: set[str]) -> list[str]:
+    problems = []
     if h.CVode().active():
-        features.append("the variable time step (CVode) is active")
+        problems.append("the variable time step (CVode) is active: use the fixed step")
     if int(h.secondorder) != 0:
-        features.append(f"secondorder = {int(h.secondorder)} (only 0 is supported)")
+        problems.append(f"secondorder = {int(h.secondorder)} (only 0 is supported)")
     if _nrn.thread_count() > 1:
-        features.append(f"{_nrn.thread_count()} threads (only 1 is supported)")
-    if int(h.List("LinearMechanism").count()):
-        features.append("LinearMechanism")
-    synapses_exist = any(_objects(name) for name in SYNAPSES)
-    if synapses_exist and getattr(h, "nrn_netrec_state_adjust", 0):
-        features.append("nrn_netrec_state_adjust is set")
+        problems.append(f"{_nrn.thread_count()} threads (export with nthread(1))")
+    if hasattr(h, "LinearMechanism") and int(h.List("LinearMechanism").count()):
+        problems.append("LinearMechanism")
+    if receivers and getattr(h, "nrn_netrec_state_adjust", 0):
+        problems.append("nrn_netrec_state_adjust is set")
     for netcon in _objects("NetCon"):
         target = netcon.syn()
         if target is None:
-            continue  # a spike recorder: it changes nothing in the simulation
+            continue  # a spike recorder changes nothing in the simulation
         target_type = target.hname().split("[", 1)[0]
-        if target_type == "NetStim":
-            features.append(f"a NetCon drives {target.hname()}")
-            continue
-        if target_type not in SYNAPSES:
-            continue  # already reported as an unsupported point process
         source = netcon.pre()
         if source is None:
             if _netcon_source_is_voltage(netcon):
-                features.append(
+                problems.append(
                     f"a NetCon from a membrane potential drives {target.hname()} "
                     "(threshold-triggered synapses)"
                 )
             continue
         source_type = source.hname().split("[", 1)[0]
-        if source_type == "NetStim" and source.noise != 0:
-            features.append(f"{source.hname()} has noise = {source.noise:g} (only 0)")
-    lines = []
-    if problems:
-        lines.append("unsupported mechanisms: " + "; ".join(problems))
-    if features:
-        lines.append("unsupported features: " + "; ".join(features))
-    if lines:
-        raise ValueError("cannot export this NEURON model. " + "\n".join(lines))
+        if source_type != "NetStim":
+            problems.append(f"{target.hname()} is driven by {source.hname()} (only NetStims)")
+        elif source.noise != 0:
+            problems.append(f"{source.hname()} has noise = {source.noise:g} (only 0)")
+        if target_type == "NetStim":
+            problems.append(f"a NetCon drives {target.hname()}")
+    return problems
 
 
-def export_model(v_init: float = -65.0, *, t_max: float = math.inf) -> CellModel:
+def _places(names: list[str], shown: int = 4) -> str:
+    """A short list of places: the first few, then how many in all."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])}, ... ({len(names)} in all)"
+
+
+def _first_problem(error: NmodlError) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _fail(summary: list[str], details: list[str]) -> None:
+    text = ["cannot export this NEURON model:"] + [f"  {line}" for line in summary]
+    text.append(f"The engine runs {SUPPORTED}.")
+    if details:
+        text.append("Details:")
+        text += [f"  {line}" for line in details]
+    raise ValueError("\n".join(text))
+
+
+def export_model(v_init: float | None = None, *, t_max: float = math.inf) -> CellModel:
     """The current NEURON model as a :class:`dhs.engine.CellModel`.
 
     Parameters
     ----------
-    v_init : float, default -65
-        Initial potential in mV (the argument of ``h.finitialize``).
+    v_init : float, optional
+        Initial potential in mV (the argument of ``h.finitialize``); default
+        ``h.v_init`` (-65 mV when the standard run library is not loaded).
     t_max : float, optional
         NetStim spikes after ``t_max`` ms are left out (needed only for NetStims with a
         huge ``number``).
@@ -253,27 +228,86 @@ def export_model(v_init: float = -65.0, *, t_max: float = math.inf) -> CellModel
     Returns
     -------
     CellModel
-        Node order, a and b are NEURON's; point processes appear in ``h.List`` order,
-        except that those of one type at one node are in NEURON's order among
-        themselves (the order in which NEURON sums their currents there; newest first).
+        Node order, a and b are NEURON's; mechanisms in NEURON's type order; point
+        processes of a type in the order NEURON sums their currents
+        (:func:`point_process_order`), each labelled with its hoc name.
 
     Raises
     ------
     ValueError
-        When the model has no sections, or uses anything the engine does not support;
-        the message lists every unsupported mechanism (with its sections or location)
-        and every unsupported setting.
+        When the model has no sections, or uses anything the engine does not run; the
+        message starts with a summary and lists everything at once.
     """
     if not any(True for _ in h.allsec()):
         raise ValueError("the NEURON model has no sections")
-    point_types = _point_process_types()
-    _check_supported(point_types)
-
+    if v_init is None:
+        v_init = float(h.v_init) if hasattr(h, "v_init") else -65.0
+    _nrn.set_up_nodes()
     nodes = node_map()
-    a, b = read_coupling(nodes)
     n = nodes.n
+    # ---- which mechanisms the model uses
+    used_density: dict[str, list[str]] = defaultdict(list)
+    ions_used: set[str] = set()
+    for section in h.allsec():
+        info = section.psection()
+        for name in info["density_mechs"]:
+            used_density[name].append(section.name())
+        ions_used |= set(info["ions"])
+    density_types = {name: number for name, number, _ in _types(0)}
+    point_types = {name: (number, artificial) for name, number, artificial in _types(1)}
+    used_point = {name: _objects(name) for name in point_types if name != "NetStim"}
+    used_point = {name: objects for name, objects in used_point.items() if objects}
+    summary: list[str] = []
+    details: list[str] = []
+    mechanisms = {}
+    for name, sections in used_density.items():
+        where = _places(sections)
+        try:
+            text, path = _source(0, name)
+            if not text:
+                summary.append(
+                    f"{name} in {where} (density mechanism): built into NEURON "
+                    "without a .mod file; the engine cannot run it"
+                )
+                continue
+            mechanisms[name] = from_source(text, path)
+        except NmodlError as error:
+            summary.append(f"{name} in {where} (density mechanism): {_first_problem(error)}")
+            details.append(f"{name} is in {len(sections)} section(s): {', '.join(sections)}")
+            details.append(str(error))
+    for name, objects in used_point.items():
+        where = _places(
+            [_segment_name(o.get_segment()) if o.has_loc() else "nowhere" for o in objects]
+        )
+        if point_types[name][1]:
+            summary.append(f"{name} (artificial cell) x{len(objects)}: not supported")
+            continue
+        try:
+            text, path = _source(1, name)
+            if not text:
+                summary.append(
+                    f"{name} (point process) in {where}: built into NEURON "
+                    "without a .mod file; the engine cannot run it"
+                )
+                continue
+            mechanisms[name] = from_source(text, path)
+        except NmodlError as error:
+            summary.append(f"{name} (point process) in {where}: {_first_problem(error)}")
+            details.append(str(error))
+        unplaced = [obj.hname() for obj in objects if not obj.has_loc()]
+        if unplaced:
+            details.append(f"{name}: {', '.join(unplaced)} are not placed in a section (ignored)")
+    receivers = {name for name, m in mechanisms.items() if m.receives_events}
+    settings = _settings_problems(receivers)
+    if settings:
+        summary.append("settings: " + "; ".join(settings))
+    if summary:
+        _fail(summary, details)
+    # ---- the tree and the nodes
+    a, b = read_coupling(nodes)
     area = np.full(n, ZERO_AREA)
     cm = np.zeros(n)
+    diam = np.zeros(n)
     names = []
     for i, (section, x) in enumerate(zip(nodes.section, nodes.x, strict=True)):
         names.append(f"{section.name()}({x:g})")
@@ -281,66 +315,111 @@ def export_model(v_init: float = -65.0, *, t_max: float = math.inf) -> CellModel
             segment = section(x)
             area[i] = segment.area()
             cm[i] = segment.cm
+            diam[i] = segment.diam
 
-    density: dict[str, dict[str, list]] = {name: defaultdict(list) for name in DENSITY_MECHANISMS}
-    for section in h.allsec():
-        for segment in section:
-            node = segment.node_index()
-            for mechanism in segment:
-                name = mechanism.name()
-                if name not in DENSITY_MECHANISMS:
-                    continue  # ions
-                values = density[name]
-                values["node"].append(node)
-                for p in MECHANISMS[name]:
-                    if name == "hh" and p in ("ena", "ek"):
-                        values[p].append(getattr(segment, p))
-                    else:
-                        values[p].append(getattr(mechanism, p))
+    def type_number(name: str) -> int:
+        return density_types[name] if name in density_types else point_types[name][0]
+
+    order = sorted(mechanisms, key=type_number)  # NEURON's order of currents and states
     tables = {}
-    for name, values in density.items():
-        order = np.argsort(np.array(values["node"], dtype=np.int64), kind="stable")
-        tables[name] = MechanismTable(
-            name,
-            np.array(values["node"], dtype=np.int64)[order],
-            {p: np.array(values[p], dtype=np.float64)[order] for p in MECHANISMS[name]},
-        )
-
-    index_of: dict[str, tuple[str, int]] = {}
-    for name in POINT_PROCESSES:
-        located = point_process_order(name)
-        node = [obj.get_segment().node_index() for obj in located]
-        params = {p: [getattr(obj, p) for obj in located] for p in MECHANISMS[name]}
+    for name in order:
+        mechanism = mechanisms[name]
+        globals_ = {g: float(getattr(h, f"{g}_{name}")) for g in mechanism.globals}
+        # GLOBALs that a block assigns are per-instance copies in the engine
+        written_globals = set(mechanism.translation.global_copies)
+        if mechanism.is_point_process:
+            located = point_process_order(name)
+            node = [obj.get_segment().node_index() for obj in located]
+            params = {
+                p: [
+                    float(getattr(h, f"{p}_{name}"))
+                    if p in written_globals
+                    else float(getattr(obj, p))
+                    for obj in located
+                ]
+                for p in mechanism.parameters
+            }
+            labels = tuple(obj.hname() for obj in located)
+        else:
+            node, labels = [], ()
+            params = {p: [] for p in mechanism.parameters}
+            for section in h.allsec():
+                if not section.has_membrane(name):
+                    continue
+                for segment in section:
+                    node.append(segment.node_index())
+                    instance = getattr(segment, name)
+                    for p in mechanism.parameters:
+                        value = (
+                            getattr(h, f"{p}_{name}")
+                            if p in written_globals
+                            else getattr(instance, p)
+                        )
+                        params[p].append(float(value))
+            ranks = np.argsort(np.array(node, dtype=np.int64), kind="stable")
+            node = list(np.array(node, dtype=np.int64)[ranks])
+            params = {p: list(np.array(v)[ranks]) for p, v in params.items()}
         tables[name] = MechanismTable(
             name,
             np.array(node, dtype=np.int64),
             {p: np.array(v, dtype=np.float64) for p, v in params.items()},
+            globals_,
+            mechanism.source,
+            labels,
         )
-        for k, obj in enumerate(located):
-            index_of[obj.hname()] = (name, k)
-
-    events: dict[str, list] = {name: [] for name in SYNAPSES}
+    ions = {}
+    for species in sorted(ions_used):
+        species = species.removesuffix("_ion")
+        ion = f"{species}_ion"
+        node, e, ci, co, style = [], [], [], [], []
+        for section in h.allsec():
+            if not section.has_membrane(ion):
+                continue
+            section_style = int(h.ion_style(ion, sec=section))
+            for segment in section:
+                node.append(segment.node_index())
+                e.append(getattr(segment, f"e{species}"))
+                ci.append(getattr(segment, f"{species}i"))
+                co.append(getattr(segment, f"{species}o"))
+                style.append(section_style)
+        ranks = np.argsort(np.array(node, dtype=np.int64), kind="stable")
+        ions[species] = IonTable(
+            species,
+            np.array(node, dtype=np.int64)[ranks],
+            np.array(e)[ranks],
+            np.array(ci)[ranks],
+            np.array(co)[ranks],
+            np.array(style, dtype=np.int64)[ranks],
+            float(h.ion_charge(ion)),
+            float(getattr(h, f"{species}i0_{ion}")),
+            float(getattr(h, f"{species}o0_{ion}")),
+        )
+    # ---- events from deterministic NetStims
+    index_of = {
+        label: (name, k) for name, table in tables.items() for k, label in enumerate(table.labels)
+    }
+    events: dict[str, list] = defaultdict(list)
     for netcon in _objects("NetCon"):
         target = netcon.syn()
         source = netcon.pre()
         if target is None or source is None or not netcon.active():
             continue
-        if source.hname().split("[", 1)[0] != "NetStim" or target.hname() not in index_of:
+        if target.hname() not in index_of:
             continue
         kind, synapse = index_of[target.hname()]
         spikes = netstim_spike_times(
             source.start, source.interval, source.number, source.noise, t_max
         )
         arrival = spikes + netcon.delay
+        n_arguments = max(1, len(mechanisms[kind].net_receive_arguments))
+        weight = np.array([netcon.weight[w] for w in range(n_arguments)])
         events[kind].append(
-            (np.full(arrival.size, synapse), arrival, np.full(arrival.size, netcon.weight[0]))
+            (np.full(arrival.size, synapse), arrival, np.tile(weight, (arrival.size, 1)))
         )
     event_tables = {}
     for kind, parts in events.items():
-        if parts:
-            synapse, time, weight = (np.concatenate([p[k] for p in parts]) for k in range(3))
-            event_tables[kind] = SynapticEvents(synapse.astype(np.int64), time, weight)
-
+        synapse, time, weight = (np.concatenate([p[k] for p in parts]) for k in range(3))
+        event_tables[kind] = SynapticEvents(synapse.astype(np.int64), time, weight)
     return CellModel(
         parent=nodes.parent,
         area=area,
@@ -348,9 +427,10 @@ def export_model(v_init: float = -65.0, *, t_max: float = math.inf) -> CellModel
         a=a,
         b=b,
         mechanisms=tables,
+        ions=ions,
         events=event_tables,
         v_init=v_init,
         celsius=float(h.celsius),
-        hh_tables=bool(getattr(h, "usetable_hh", 0)),
+        diam=diam,
         node_names=tuple(names),
     )

@@ -1,33 +1,42 @@
 """dhs.engine: many instances of one cell model with NEURON's exact fixed step.
 
 * :class:`CellModel` (:mod:`dhs.engine.model`): a NEURON-free description of a model
-  (topology, NEURON's matrix coefficients, pas/hh/IClamp/ExpSyn/Exp2Syn and the
-  AmpaNmda of ``neuron_bridge/mod``, synaptic events), savable with ``np.savez``.
+  (topology, NEURON's matrix coefficients, its mechanisms as ``.mod`` texts with their
+  parameters, ions, synaptic events), savable with ``np.savez``.
   ``neuron_bridge.export.export_model()`` makes one from a live NEURON session.
+* :class:`Mechanism` (:mod:`dhs.engine.mechanism`): one ``.mod`` file translated to
+  scalar functions (:mod:`dhs.engine.nmodl`), the one description everything else is
+  derived from.
 * :class:`Engine` (:mod:`dhs.engine.integrate`): runs ``n_instances`` copies, each with
-  its own parameters and synaptic events, on the CPU with Numba, node-major and parallel
-  over instances, reproducing NEURON's voltage traces to round-off.
+  its own parameters and synaptic events, with a time loop generated for the model's
+  mechanisms (:mod:`dhs.engine.kernel`), on the CPU or on CUDA.
 * :func:`sweep` (:mod:`dhs.engine.sweep`): a parameter sweep run in chunks sized to the
-  memory, each chunk written to disk, so an interrupted sweep resumes where it stopped;
-  :func:`load_sweep` assembles the results.
+  memory, each chunk written to disk, so an interrupted sweep resumes where it stopped.
 
-This subpackage does not import NEURON.
+Design notes: ``dhs/engine/DESIGN.md``.
 """
 
 from .integrate import Engine, RunResult, time_grid
-from .model import MECHANISMS, SYNAPSES, CellModel, MechanismTable, SynapticEvents, load_model
+from .mechanism import Mechanism, builtin, from_source
+from .model import CellModel, IonTable, MechanismTable, SynapticEvents, load_model
+from .nmodl.parse import NmodlError
+from .options import RunOptions
 from .sweep import SweepResult, estimate_bytes_per_instance, load_sweep, sweep
 
 __all__ = [
-    "MECHANISMS",
-    "SYNAPSES",
     "CellModel",
     "Engine",
+    "IonTable",
+    "Mechanism",
     "MechanismTable",
+    "NmodlError",
+    "RunOptions",
     "RunResult",
     "SweepResult",
     "SynapticEvents",
+    "builtin",
     "estimate_bytes_per_instance",
+    "from_source",
     "load_model",
     "load_sweep",
     "sweep",

@@ -3,53 +3,14 @@
 Everything is numpy arrays in NEURON's node order (node i is row i of NEURON's matrix,
 ``seg.node_index()``), so a model exported from NEURON by
 :func:`neuron_bridge.export.export_model` runs here with NEURON's exact numerics.
+The mechanisms are their ``.mod`` texts (:mod:`dhs.engine.mechanism`), so a saved
+model is complete on its own.
 
-Units
------
-=============  ==============================================================
-voltage        mV
-time           ms
-area           µm² (NEURON's internal node area; 100 at zero-area nodes)
-cm             µF/cm² (0 at zero-area nodes: they have no capacitance)
-a, b           NEURON's matrix coefficients (:mod:`dhs.matrix`): mS/cm² in
-               segment rows, µS in zero-area rows
-pas.g, hh.g*   S/cm²
-IClamp.amp     nA
-synaptic weight µS (``NetCon.weight[0]``)
-celsius        °C
-=============  ==============================================================
-
-Zero-area nodes
----------------
-A section's free end (x = 1, or x = 0 of a reversed section) and a cell's root node
-(x = 0 of the root section) have no membrane. NEURON stores 100 as their area, "in
-dimensionless units", so that a point process there contributes ``i * 100 / area = i``
-nA directly (``treeset.cpp``: ``sec->pnode[j]->area() = 1.e2``). :class:`CellModel`
-keeps the same convention; ``seg.area()`` returns 0 for them.
-
-Mechanisms
-----------
-=========  =======  =====================================  ===========================
-name       kind     parameters                             state
-=========  =======  =====================================  ===========================
-pas        density  g, e                                   --
-hh         density  gnabar, gkbar, gl, el, ena, ek         m, h, n
-IClamp     point    del, dur, amp                          --
-ExpSyn     point    tau, e                                 g
-Exp2Syn    point    tau1, tau2, e                          A, B (and factor)
-AmpaNmda   point    tau1_ampa, tau2_ampa, tau1_nmda,       A_ampa, B_ampa, A_nmda,
-                    tau2_nmda, e, nmda_ratio, mg           B_nmda (and two factors)
-=========  =======  =====================================  ===========================
-
-AmpaNmda is not built into NEURON: it is ``neuron_bridge/mod/ampanmda.mod`` (AMPA and
-NMDA double exponentials, the NMDA one scaled by ``nmda_ratio`` and blocked by Mg²⁺ as in
-Jahr & Stevens 1990; ``mg`` in mM), compiled and loaded by
-``neuron_bridge.compile_mod.load_mod_mechanisms``.
-
-``ena`` and ``ek`` of hh are the segment's ion parameters (``seg.ena``, ``seg.ek``).
-Synaptic input is a list of event arrival times and weights per synapse
-(:class:`SynapticEvents`): for a NetStim with ``noise = 0`` driving a synapse through a
-NetCon, the NetStim's spike times plus ``NetCon.delay``.
+Units: voltage mV, time ms, area µm² (NEURON's internal node area, 100 at zero-area
+nodes), diam µm, cm µF/cm² (0 at zero-area nodes), ``a``/``b`` NEURON's matrix
+coefficients (:mod:`dhs.matrix`), concentrations mM, temperature °C; mechanism
+variables in the units of their ``.mod`` file. The design note is
+``dhs/engine/DESIGN.md``.
 """
 
 from __future__ import annotations
@@ -59,47 +20,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = [
-    "DENSITY_MECHANISMS",
-    "MECHANISMS",
-    "POINT_PROCESSES",
-    "SYNAPSES",
-    "CellModel",
-    "MechanismTable",
-    "SynapticEvents",
-    "load_model",
-]
+from .mechanism import Mechanism, builtin, from_source
 
-#: Parameters of each supported mechanism, in the order the engine stores them.
-MECHANISMS: dict[str, tuple[str, ...]] = {
-    "pas": ("g", "e"),
-    "hh": ("gnabar", "gkbar", "gl", "el", "ena", "ek"),
-    "IClamp": ("del", "dur", "amp"),
-    "ExpSyn": ("tau", "e"),
-    "Exp2Syn": ("tau1", "tau2", "e"),
-    "AmpaNmda": ("tau1_ampa", "tau2_ampa", "tau1_nmda", "tau2_nmda", "e", "nmda_ratio", "mg"),
-}
-DENSITY_MECHANISMS = ("pas", "hh")
-POINT_PROCESSES = ("IClamp", "ExpSyn", "Exp2Syn", "AmpaNmda")
-#: Point processes that receive events (NET_RECEIVE).
-SYNAPSES = ("ExpSyn", "Exp2Syn", "AmpaNmda")
+__all__ = ["CellModel", "IonTable", "MechanismTable", "SynapticEvents", "load_model"]
 
 
 def _float_array(name: str, value, shape=None) -> np.ndarray:
-    array = np.ascontiguousarray(value, dtype=np.float64)
+    array = np.array(value, dtype=np.float64)  # a copy: the caller's arrays stay theirs
     if shape is not None and array.shape != shape:
         raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
     if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains non-finite values")
+        bad = np.flatnonzero(~np.isfinite(array.ravel()))[0]
+        raise ValueError(f"{name}[{bad}] is {array.ravel()[bad]}: values must be finite")
     return array
 
 
 def _index_array(name: str, value, n: int) -> np.ndarray:
-    array = np.ascontiguousarray(value, dtype=np.int64)
+    array = np.array(value, dtype=np.int64)
     if array.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
     if array.size and (array.min() < 0 or array.max() >= n):
-        raise ValueError(f"{name} has node indices outside 0..{n - 1}")
+        bad = int(array[(array < 0) | (array >= n)][0])
+        raise ValueError(f"{name} holds node {bad}, outside 0..{n - 1}")
     return array
 
 
@@ -110,57 +52,174 @@ class MechanismTable:
     Attributes
     ----------
     name : str
-        One of :data:`MECHANISMS`.
+        The mechanism's SUFFIX or POINT_PROCESS name.
     node : ndarray of int64, shape (m,)
         Node of each instance (several point processes may share a node; a density
-        mechanism has at most one instance per node).
+        mechanism has at most one instance per node). For point processes, the order
+        of NEURON's list of that type (the order it sums their currents in).
     params : dict of str to ndarray of float64, shape (m,)
-        One array per parameter of :data:`MECHANISMS` ``[name]`` (units: module doc).
+        One array per parameter of the mechanism (:attr:`Mechanism.parameters`);
+        missing ones take the ``.mod`` file's default.
+    globals : dict of str to float
+        GLOBAL values (missing ones: the ``.mod`` file's default).
+    source : str
+        The ``.mod`` text; empty for a built-in (:func:`dhs.engine.mechanism.builtin`).
+    labels : tuple of str
+        A name per instance, such as ``"IClamp[1]"`` (optional; for look-ups).
     """
 
     name: str
     node: np.ndarray
-    params: dict[str, np.ndarray]
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    globals: dict[str, float] = field(default_factory=dict)
+    source: str = ""
+    labels: tuple[str, ...] = ()
 
     @property
     def count(self) -> int:
-        return int(self.node.size)
+        return int(np.asarray(self.node).size)
 
-    @classmethod
-    def empty(cls, name: str) -> MechanismTable:
-        return cls(name, np.zeros(0, np.int64), {p: np.zeros(0) for p in MECHANISMS[name]})
+    @property
+    def mechanism(self) -> Mechanism:
+        """The translated ``.mod`` file."""
+        return from_source(self.source, f"<{self.name}.mod>") if self.source else builtin(self.name)
 
     def check(self, n: int) -> MechanismTable:
-        """A validated copy (shapes, node range, finiteness); raises ValueError."""
-        if self.name not in MECHANISMS:
-            raise ValueError(f"unknown mechanism {self.name!r}; supported: {list(MECHANISMS)}")
+        """A validated copy (names, shapes, node range, finiteness); raises ValueError."""
+        mechanism = self.mechanism
+        if mechanism.name != self.name:
+            raise ValueError(f"table {self.name!r} holds the .mod file of {mechanism.name!r}")
         node = _index_array(f"{self.name}.node", self.node, n)
-        expected = set(MECHANISMS[self.name])
-        if set(self.params) != expected:
+        unknown = set(self.params) - set(mechanism.parameters)
+        if unknown:
             raise ValueError(
-                f"{self.name} needs parameters {sorted(expected)}, got {sorted(self.params)}"
+                f"{self.name} has no parameter {sorted(unknown)[0]!r}; its "
+                f"parameters: {list(mechanism.parameters)}"
             )
+        defaults = mechanism.defaults
         params = {
-            p: _float_array(f"{self.name}.{p}", self.params[p], node.shape)
-            for p in MECHANISMS[self.name]
+            p: _float_array(
+                f"{self.name}.{p}",
+                self.params[p] if p in self.params else np.full(node.size, defaults[p]),
+                node.shape,
+            )
+            for p in mechanism.parameters
         }
-        if self.name in DENSITY_MECHANISMS and np.unique(node).size != node.size:
+        unknown = set(self.globals) - set(mechanism.globals)
+        if unknown:
+            raise ValueError(
+                f"{self.name} has no GLOBAL {sorted(unknown)[0]!r}; its GLOBALs: "
+                f"{list(mechanism.globals)}"
+            )
+        globals_ = {g: float(self.globals.get(g, defaults[g])) for g in mechanism.globals}
+        if not mechanism.is_point_process and np.unique(node).size != node.size:
             raise ValueError(f"{self.name} (a density mechanism) appears twice at one node")
-        return MechanismTable(self.name, node, params)
+        labels = tuple(str(label) for label in self.labels)
+        if labels and len(labels) != node.size:
+            raise ValueError(f"{self.name}.labels has {len(labels)} entries for {node.size}")
+        return MechanismTable(self.name, node, params, globals_, self.source, labels)
+
+
+#: NEURON's defaults for the ions it knows (``eion.cpp``, ``ion_register``):
+#: reversal potential (mV), inside and outside concentration (mM), valence.
+ION_DEFAULTS = {
+    "na": (50.0, 10.0, 140.0, 1.0),
+    "k": (-77.0, 54.4, 2.5, 1.0),
+    "ca": (132.4579341637009, 5e-05, 2.0, 2.0),
+}
+
+
+@dataclass
+class IonTable:
+    """One ion species at the nodes that have it.
+
+    Attributes
+    ----------
+    name : str
+        The species (``"na"``, ``"k"``, ``"ca"``, or any USEION name).
+    node : ndarray of int64, shape (n_ion,)
+    e, ci, co : ndarray of float64, shape (n_ion,)
+        Reversal potential (mV) and concentrations (mM) before ``finitialize``.
+    style : ndarray of int64, shape (n_ion,)
+        NEURON's ion style per node (``ion_style``): bit 0o4 sets ci, co to ci0, co0 at
+        initialisation, 0o40 computes e by Nernst then, 0o100 at every step.
+    valence : float
+    ci0, co0 : float
+        Initial concentrations (mM) for the style's bit 0o4 (``cai0_ca_ion``, ...).
+    """
+
+    name: str
+    node: np.ndarray
+    e: np.ndarray
+    ci: np.ndarray
+    co: np.ndarray
+    style: np.ndarray
+    valence: float
+    ci0: float
+    co0: float
+
+    @classmethod
+    def default(cls, name: str, node, style: int) -> IonTable:
+        """NEURON's default values of a known ion at ``node``."""
+        if name not in ION_DEFAULTS:
+            raise ValueError(f"ion {name!r} has no default values; give an IonTable for it")
+        e, ci, co, valence = ION_DEFAULTS[name]
+        node = np.asarray(node, dtype=np.int64)
+        full = np.ones(node.size)
+        return cls(
+            name,
+            node,
+            e * full,
+            ci * full,
+            co * full,
+            np.full(node.size, style, np.int64),
+            valence,
+            ci,
+            co,
+        )
+
+    def check(self, n: int) -> IonTable:
+        node = _index_array(f"ion {self.name}.node", self.node, n)
+        if np.unique(node).size != node.size:
+            raise ValueError(f"ion {self.name} appears twice at one node")
+        values = {
+            key: _float_array(f"ion {self.name}.{key}", getattr(self, key), node.shape)
+            for key in ("e", "ci", "co")
+        }
+        style = np.array(self.style, dtype=np.int64)
+        if style.shape != node.shape:
+            raise ValueError(
+                f"ion {self.name}.style has shape {style.shape}, expected {node.shape}"
+            )
+        valence = float(self.valence)
+        if not np.isfinite(valence) or valence == 0.0:
+            raise ValueError(f"ion {self.name}: valence must be a non-zero number, got {valence}")
+        return IonTable(
+            self.name,
+            node,
+            values["e"],
+            values["ci"],
+            values["co"],
+            style,
+            valence,
+            float(self.ci0),
+            float(self.co0),
+        )
 
 
 @dataclass
 class SynapticEvents:
-    """Incoming events of every synapse of one kind (one of :data:`SYNAPSES`).
+    """Incoming events of every instance of one point process that receives events.
 
     Attributes
     ----------
     synapse : ndarray of int64, shape (E,)
-        Index of the target synapse in its :class:`MechanismTable`.
+        The target's row in its :class:`MechanismTable`.
     time : ndarray of float64, shape (E,)
         Arrival time in ms (the source's spike time plus ``NetCon.delay``).
-    weight : ndarray of float64, shape (E,)
-        ``NetCon.weight[0]`` in µS.
+    weight : ndarray of float64, shape (E,) or (E, n_arguments)
+        ``NetCon.weight``: the NET_RECEIVE arguments (a 1-D array is the first one; the
+        others are 0).
     """
 
     synapse: np.ndarray
@@ -168,15 +227,20 @@ class SynapticEvents:
     weight: np.ndarray
 
     @classmethod
-    def empty(cls) -> SynapticEvents:
-        return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+    def empty(cls, n_arguments: int = 1) -> SynapticEvents:
+        return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros((0, n_arguments)))
 
-    def check(self, name: str, n_synapses: int) -> SynapticEvents:
+    def check(self, name: str, n_synapses: int, n_arguments: int) -> SynapticEvents:
         synapse = _index_array(f"events[{name!r}].synapse", self.synapse, max(n_synapses, 1))
         if n_synapses == 0 and synapse.size:
             raise ValueError(f"events for {name} given, but the model has no {name}")
         time = _float_array(f"events[{name!r}].time", self.time, synapse.shape)
-        weight = _float_array(f"events[{name!r}].weight", self.weight, synapse.shape)
+        weight = np.array(self.weight, dtype=np.float64)
+        if weight.ndim == 1:
+            full = np.zeros((weight.size, n_arguments))
+            full[:, 0] = weight
+            weight = full
+        weight = _float_array(f"events[{name!r}].weight", weight, (synapse.size, n_arguments))
         order = np.lexsort((synapse, time))  # by time, stable per synapse
         return SynapticEvents(synapse[order], time[order], weight[order])
 
@@ -193,26 +257,29 @@ class CellModel:
     Attributes
     ----------
     parent : ndarray of int64, shape (n,)
-        Parent of every node in NEURON's order, -1 for a cell's root node. Parents come
+        Parent of every node in NEURON's order, -1 for a cell's root node; parents come
         before their children (``parent[i] < i``), as in NEURON.
     area : ndarray of float64, shape (n,)
-        NEURON's internal node area in µm²; 100 at zero-area nodes (module doc).
+        NEURON's internal node area in µm²; 100 at zero-area nodes.
     cm : ndarray of float64, shape (n,)
         Specific capacitance in µF/cm²; 0 at zero-area nodes.
     a, b : ndarray of float64, shape (n,)
         NEURON's constant matrix coefficients (:mod:`dhs.matrix`); 0 for roots.
     mechanisms : dict of str to MechanismTable
-        One table per name of :data:`MECHANISMS` (empty tables are allowed).
+        In NEURON's mechanism type order (the order it sums currents and advances
+        states in): for built-ins pas, IClamp, ExpSyn, Exp2Syn, hh, then the
+        ``nrnivmodl`` ones in their load order.
+    ions : dict of str to IonTable
+        Every ion a mechanism uses; missing known ions get NEURON's defaults at the
+        nodes of their users.
     events : dict of str to SynapticEvents
-        One entry per name of :data:`SYNAPSES`.
+        Incoming events per point process name that has a NET_RECEIVE.
     v_init : float
         Initial membrane potential in mV (``h.finitialize(v_init)``).
     celsius : float
-        Temperature in °C (hh's rates depend on it; NEURON's default is 6.3).
-    hh_tables : bool
-        True when hh's rates come from NEURON's lookup tables (``h.usetable_hh = 1``,
-        NEURON's default): 201 points from -100 to 100 mV, linearly interpolated.
-        False evaluates the rate functions exactly (``h.usetable_hh = 0``).
+        Temperature in °C (NEURON's default 6.3).
+    diam : ndarray of float64, shape (n,), optional
+        Segment diameter in µm (0 at zero-area nodes), for mechanisms that read diam.
     node_names : tuple of str
         A label per node, such as ``"soma(0.5)"`` (optional; for look-ups and messages).
     """
@@ -223,55 +290,89 @@ class CellModel:
     a: np.ndarray
     b: np.ndarray
     mechanisms: dict[str, MechanismTable] = field(default_factory=dict)
+    ions: dict[str, IonTable] = field(default_factory=dict)
     events: dict[str, SynapticEvents] = field(default_factory=dict)
     v_init: float = -65.0
     celsius: float = 6.3
-    hh_tables: bool = False
+    diam: np.ndarray | None = None
     node_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        parent = np.ascontiguousarray(self.parent, dtype=np.int64)
+        parent = np.array(self.parent, dtype=np.int64)
         if parent.ndim != 1 or parent.size == 0:
             raise ValueError(f"parent must be a non-empty 1-D array, got shape {parent.shape}")
         n = parent.size
         index = np.arange(n)
-        if not np.all((parent == -1) | ((parent >= 0) & (parent < index))):
-            bad = int(np.flatnonzero(~((parent == -1) | ((parent >= 0) & (parent < index))))[0])
+        bad = ~((parent == -1) | ((parent >= 0) & (parent < index)))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"parent[{bad}] = {int(parent[bad])}: every node's parent must come before "
-                "it (parent[i] < i) or be -1, as in NEURON's node order"
+                f"parent[{first}] = {int(parent[first])}: every node's parent must come "
+                "before it (parent[i] < i) or be -1, as in NEURON's node order"
             )
         self.parent = parent
         self.area = _float_array("area", self.area, (n,))
         self.cm = _float_array("cm", self.cm, (n,))
         self.a = _float_array("a", self.a, (n,))
         self.b = _float_array("b", self.b, (n,))
+        self.diam = _float_array("diam", np.zeros(n) if self.diam is None else self.diam, (n,))
         if np.any(self.area <= 0):
             raise ValueError("area must be positive (use 100 for zero-area nodes, as NEURON)")
-        unknown = set(self.mechanisms) - set(MECHANISMS)
+        tables = {}
+        for name, table in self.mechanisms.items():
+            if not isinstance(table, MechanismTable):
+                raise ValueError(f"mechanisms[{name!r}] must be a MechanismTable")
+            if table.name != name:
+                raise ValueError(f"mechanisms[{name!r}] holds the table of {table.name!r}")
+            tables[name] = table.check(n)
+        self.mechanisms = tables
+        self.ions = self._checked_ions(n)
+        receivers = {name: t for name, t in tables.items() if t.mechanism.receives_events}
+        unknown = set(self.events) - set(receivers)
         if unknown:
             raise ValueError(
-                f"unsupported mechanisms {sorted(unknown)}; supported: {list(MECHANISMS)}"
+                f"events for {sorted(unknown)}: only the point processes with a "
+                f"NET_RECEIVE take events: {sorted(receivers)}"
             )
-        self.mechanisms = {
-            name: self.mechanisms.get(name, MechanismTable.empty(name)).check(n)
-            for name in MECHANISMS
-        }
-        unknown = set(self.events) - set(SYNAPSES)
-        if unknown:
-            raise ValueError(f"events for {sorted(unknown)}; only {list(SYNAPSES)} take events")
         self.events = {
             name: self.events.get(name, SynapticEvents.empty()).check(
-                name, self.mechanisms[name].count
+                name, table.count, max(1, len(table.mechanism.net_receive_arguments))
             )
-            for name in SYNAPSES
+            for name, table in receivers.items()
         }
         self.v_init = float(self.v_init)
         self.celsius = float(self.celsius)
-        self.hh_tables = bool(self.hh_tables)
         self.node_names = tuple(str(name) for name in self.node_names)
         if self.node_names and len(self.node_names) != n:
             raise ValueError(f"node_names has {len(self.node_names)} entries for {n} nodes")
+
+    def _checked_ions(self, n: int) -> dict[str, IonTable]:
+        users: dict[str, list[np.ndarray]] = {}
+        writers: set[str] = set()
+        for table in self.mechanisms.values():
+            mechanism = table.mechanism
+            for use in mechanism.ions:
+                users.setdefault(use.ion, []).append(table.node)
+            writers |= set(mechanism.writes_concentration)
+        ions = {}
+        for name, table in self.ions.items():
+            if not isinstance(table, IonTable) or table.name != name:
+                raise ValueError(f"ions[{name!r}] must be the IonTable of {name!r}")
+            ions[name] = table.check(n)
+        for name, nodes in users.items():
+            needed = np.unique(np.concatenate(nodes))
+            if name not in ions:
+                # NEURON's styles: a written concentration is a state, initialised to
+                # ci0/co0, with e by Nernst at initialisation and at every step.
+                style = 0o144 if name in writers else 0
+                ions[name] = IonTable.default(name, needed, style).check(n)
+            missing = np.setdiff1d(needed, ions[name].node)
+            if missing.size:
+                raise ValueError(
+                    f"ion {name} is used at node {int(missing[0])} but its "
+                    "IonTable has no entry there"
+                )
+        return ions
 
     @property
     def n(self) -> int:
@@ -289,6 +390,14 @@ class CellModel:
         except ValueError:
             raise ValueError(f"no node named {name!r} in this model") from None
 
+    def point_process(self, label: str) -> tuple[str, int]:
+        """``(mechanism, row)`` of a point process by its label, such as ``"IClamp[1]"``."""
+        for name, table in self.mechanisms.items():
+            if label in table.labels:
+                return name, table.labels.index(label)
+        known = [label for t in self.mechanisms.values() for label in t.labels]
+        raise ValueError(f"no point process {label!r} in this model; it has {known[:20]}")
+
     # ------------------------------------------------------------------ save / load
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat ``{key: array}`` for ``np.savez`` (see :meth:`save`)."""
@@ -298,43 +407,70 @@ class CellModel:
             "cm": self.cm,
             "a": self.a,
             "b": self.b,
+            "diam": self.diam,
             "v_init": np.float64(self.v_init),
             "celsius": np.float64(self.celsius),
-            "hh_tables": np.bool_(self.hh_tables),
             "node_names": np.array(self.node_names, dtype=np.str_),
+            "mechanism_order": np.array(list(self.mechanisms), dtype=np.str_),
+            "ion_order": np.array(list(self.ions), dtype=np.str_),
         }
         for name, table in self.mechanisms.items():
-            arrays[f"mechanism.{name}.node"] = table.node
+            key = f"mechanism.{name}"
+            arrays[f"{key}.node"] = table.node
+            arrays[f"{key}.source"] = np.array(table.source)
+            arrays[f"{key}.labels"] = np.array(table.labels, dtype=np.str_)
             for p, values in table.params.items():
-                arrays[f"mechanism.{name}.{p}"] = values
+                arrays[f"{key}.param.{p}"] = values
+            for g, value in table.globals.items():
+                arrays[f"{key}.global.{g}"] = np.float64(value)
+        for name, ion in self.ions.items():
+            for key in ("node", "e", "ci", "co", "style", "valence", "ci0", "co0"):
+                arrays[f"ion.{name}.{key}"] = np.asarray(getattr(ion, key))
         for name, events in self.events.items():
-            arrays[f"events.{name}.synapse"] = events.synapse
-            arrays[f"events.{name}.time"] = events.time
-            arrays[f"events.{name}.weight"] = events.weight
+            for key in ("synapse", "time", "weight"):
+                arrays[f"events.{name}.{key}"] = getattr(events, key)
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays) -> CellModel:
         """Inverse of :meth:`to_arrays` (accepts an ``np.load`` result)."""
-        mechanisms = {
-            name: MechanismTable(
+        keys = list(arrays.keys())
+        mechanisms = {}
+        for name in np.asarray(arrays["mechanism_order"]).tolist():
+            key = f"mechanism.{name}"
+            params = {
+                k[len(key) + 7 :]: np.asarray(arrays[k])
+                for k in keys
+                if k.startswith(f"{key}.param.")
+            }
+            globals_ = {
+                k[len(key) + 8 :]: float(arrays[k]) for k in keys if k.startswith(f"{key}.global.")
+            }
+            mechanisms[name] = MechanismTable(
                 name,
-                np.asarray(arrays[f"mechanism.{name}.node"]),
-                {p: np.asarray(arrays[f"mechanism.{name}.{p}"]) for p in params},
+                np.asarray(arrays[f"{key}.node"]),
+                params,
+                globals_,
+                str(arrays[f"{key}.source"]),
+                tuple(str(s) for s in np.asarray(arrays[f"{key}.labels"]).tolist()),
             )
-            for name, params in MECHANISMS.items()
-            if f"mechanism.{name}.node" in arrays
-        }
-        events = {
-            name: SynapticEvents(
-                *(
-                    np.asarray(arrays[f"events.{name}.{key}"])
-                    for key in ("synapse", "time", "weight")
+        ions = {}
+        for name in np.asarray(arrays["ion_order"]).tolist():
+            values = {
+                key: np.asarray(arrays[f"ion.{name}.{key}"])
+                for key in ("node", "e", "ci", "co", "style")
+            }
+            scalars = {key: float(arrays[f"ion.{name}.{key}"]) for key in ("valence", "ci0", "co0")}
+            ions[name] = IonTable(name, **values, **scalars)
+        events = {}
+        for name in mechanisms:
+            if f"events.{name}.synapse" in keys:
+                events[name] = SynapticEvents(
+                    *(
+                        np.asarray(arrays[f"events.{name}.{key}"])
+                        for key in ("synapse", "time", "weight")
+                    )
                 )
-            )
-            for name in SYNAPSES
-            if f"events.{name}.synapse" in arrays
-        }
         return cls(
             parent=np.asarray(arrays["parent"]),
             area=np.asarray(arrays["area"]),
@@ -342,10 +478,11 @@ class CellModel:
             a=np.asarray(arrays["a"]),
             b=np.asarray(arrays["b"]),
             mechanisms=mechanisms,
+            ions=ions,
             events=events,
             v_init=float(arrays["v_init"]),
             celsius=float(arrays["celsius"]),
-            hh_tables=bool(arrays["hh_tables"]),
+            diam=np.asarray(arrays["diam"]),
             node_names=tuple(str(s) for s in np.asarray(arrays["node_names"]).tolist()),
         )
 
@@ -360,7 +497,8 @@ class CellModel:
         n_events = sum(events.time.size for events in self.events.values())
         return (
             f"CellModel: {self.n} nodes, {int((self.parent < 0).sum())} cell(s); "
-            f"{counts or 'no mechanisms'}; {n_events} synaptic events"
+            f"{counts or 'no mechanisms'}; ions {', '.join(self.ions) or 'none'}; "
+            f"{n_events} synaptic events"
         )
 
 

@@ -68,7 +68,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .integrate import Engine, time_grid
-from .model import MECHANISMS, SYNAPSES, CellModel
+from .model import CellModel
+from .options import RunOptions
 
 __all__ = ["SweepResult", "estimate_bytes_per_instance", "load_sweep", "sweep"]
 
@@ -80,8 +81,6 @@ EVENT_BYTES = 96  # per event and instance: the engine's event arrays and their 
 _CHUNK_KEYS = ("v", "instances", "fingerprint")
 # State variables per mechanism instance (unknown mechanisms: 4), and parameters the
 # engine derives per instance for a run.
-_STATES_PER_INSTANCE = {"hh": 3, "ExpSyn": 1, "Exp2Syn": 2, "AmpaNmda": 4}
-_DERIVED_PER_INSTANCE = {"Exp2Syn": 2, "AmpaNmda": 4}
 
 
 @dataclass
@@ -124,13 +123,15 @@ def estimate_bytes_per_instance(
 ) -> dict:
     """Estimated memory in bytes that one instance needs during :meth:`Engine.run`.
 
+    Derived from the model's mechanism descriptions: what the generated kernel stores.
+
     Parameters
     ----------
     model : CellModel
     tstop, dt : float
         Run length and time step in ms (``round(tstop / dt)`` steps).
     n_records : int
-        Recorded nodes.
+        Recorded variables.
     record_every : int
         Recording interval in steps.
     spike_node : bool
@@ -141,39 +142,31 @@ def estimate_bytes_per_instance(
     Returns
     -------
     dict
-        ``{"total": bytes, "parts": {name: bytes}}`` with parts ``parameters`` (8 bytes
-        per parameter and mechanism instance, ``cm`` per node, ``v_init``, and the
-        arrays derived for the run, such as Exp2Syn's factor), ``state`` (v, rhs, d per
-        node; the mechanisms' states: hh m, h, n, the synaptic conductances; two
-        assembly terms per mechanism instance other than pas; final v),
-        ``recording`` (the recording buffer and the transposed copy
-        :class:`RunResult` returns: ``2 * 8 * n_records * n_times``), ``spikes`` (the
-        spike buffer, ``8 * max_spikes``, plus counters) and ``events`` (the model's
-        events, :data:`EVENT_BYTES` each; events that ``configure`` adds come on top).
-        Python overheads and Numba's compiled code are not counted.
+        ``{"total": bytes, "parts": {name: bytes}}`` with parts ``parameters`` (cm per
+        node, v_init), ``state`` (v, rhs, d per node; every mechanism instance's stored
+        fields, :attr:`Mechanism.fields` less the optional assigned ones; two assembly
+        terms per instance with a current; five fields per ion node; final v),
+        ``recording`` (the buffer and the transposed copy :class:`RunResult` returns),
+        ``spikes`` and ``events`` (:data:`EVENT_BYTES` each). Python overheads and
+        compiled code are not counted.
     """
-    n_steps = round(tstop / dt)
-    n_times = n_steps // int(record_every) + 1
+    options = RunOptions(tstop, dt, record_every=record_every, max_spikes=max_spikes)
+    n_times = options.n_samples
     n = model.n
-    counts = {name: table.count for name, table in model.mechanisms.items()}
-    n_params = sum(counts.get(name, 0) * len(params) for name, params in MECHANISMS.items())
-    derived = sum(counts.get(name, 0) * k for name, k in _DERIVED_PER_INSTANCE.items())
-    parameters = 8 * (n_params + derived + n + 1)
-    states = sum(
-        count * _STATES_PER_INSTANCE.get(name, 4)
-        for name, count in counts.items()
-        if name not in ("pas", "IClamp")
-    )
-    # Terms of the mechanisms other than pas, two per mechanism instance (the assembly).
-    terms = 2 * sum(count for name, count in counts.items() if name != "pas")
-    state = 8 * (3 * n + states + terms + n) + 9  # v, rhs, d; states; terms; v_final; flag
+    fields = 0
+    terms = 0
+    for table in model.mechanisms.values():
+        mechanism = table.mechanism
+        optional = set(mechanism.translation.optional)
+        fields += table.count * sum(1 for f in mechanism.fields if f not in optional)
+        if mechanism.has_current:
+            terms += 2 * table.count
+    ions = sum(5 * table.node.size for table in model.ions.values())
+    parameters = 8 * (n + 1)
+    state = 8 * (3 * n + fields + terms + ions + n) + 9  # v, rhs, d; fields; v_final; flag
     recording = 2 * 8 * int(n_records) * n_times
-    # The engine allocates the spike buffer whether or not spikes are detected.
-    kept = n_steps // 2 + 1 if max_spikes is None else max(int(max_spikes), 0)
-    spikes = 8 * kept + 8 + (16 if spike_node else 0)
-    events = EVENT_BYTES * sum(
-        int(model.events[kind].time.size) for kind in SYNAPSES if kind in model.events
-    )
+    spikes = 8 * max(options.kept_spikes, 0) + 8 + (16 if spike_node else 0)
+    events = EVENT_BYTES * sum(int(e.time.size) for e in model.events.values())
     parts = {
         "parameters": parameters,
         "state": state,

@@ -1,4 +1,4 @@
-"""The AmpaNmda synapse (``neuron_bridge/mod/ampanmda.mod``): NEURON against the engine.
+"""The AmpaNmda synapse (``dhs/engine/mod/ampanmda.mod``): NEURON against the engine.
 
 The mod file is compiled with ``nrnivmodl`` (once, cached in ``.nrn_build/``) and loaded
 into this NEURON. Models with several AmpaNmda synapses driven by NetStims run 200 ms at
@@ -197,7 +197,7 @@ def test_per_instance_parameters_match_neuron(session, parameter, index, values,
     engine = Engine(export_model(V_INIT), len(values))
     rows = [o.hname() for o in point_process_order("AmpaNmda")]
     row = None if index is None else rows.index(synapses[index].hname())
-    engine.set(parameter, np.array(values), index=row)
+    engine.set(parameter, np.array(values), target=row)
     result = _run_engine(engine, probes, soma)
     for instance, value in enumerate(values):
         for k, synapse in enumerate(synapses):
@@ -279,7 +279,7 @@ def test_pyramid_matches_neuron(session, usetable):
     background = [synapses[0], synapses[3]]
     rows = [point_process_order("AmpaNmda").index(s) for s in background]
     engine = Engine(exported, len(amplitudes))
-    engine.set("IClamp.amp", amplitudes, index=0)
+    engine.set("IClamp.amp", amplitudes, target=0)
     engine.add_poisson("AmpaNmda", rows, 25.0, 0.001, seed=11)
     result = _run_engine(engine, probes, model.soma)
     netcons = [h.NetCon(None, synapse) for synapse in background]

@@ -12,28 +12,21 @@ import numpy as np
 import pytest
 
 import dhs
-from dhs.engine import CellModel, Engine, MechanismTable, SynapticEvents, load_model, time_grid
+from dhs.engine import CellModel, Engine, SynapticEvents, load_model, time_grid
+from engine_models import random_tree, table
 
 DT = 0.025
-
-
-def table(name: str, node, **params) -> MechanismTable:
-    node = np.atleast_1d(np.asarray(node, dtype=np.int64))
-    return MechanismTable(
-        name, node, {p: np.broadcast_to(np.asarray(v, float), node.shape).copy()
-                     for p, v in params.items()}
-    )  # fmt: skip
 
 
 def single_compartment(events: bool = True) -> CellModel:
     """One isolated node (area 1000 µm²) with pas, hh, an IClamp, ExpSyn and Exp2Syn."""
     mechanisms = {
         "pas": table("pas", 0, g=2e-4, e=-68.0),
-        "hh": table("hh", 0, gnabar=0.12, gkbar=0.036, gl=0.0003, el=-54.3, ena=50.0, ek=-77.0),
         "IClamp": table("IClamp", 0, **{"del": 2.0, "dur": 3.0, "amp": 0.05}),
         "ExpSyn": table("ExpSyn", 0, tau=2.0, e=0.0),
         "Exp2Syn": table("Exp2Syn", 0, tau1=1.0, tau2=1.0, e=-5.0),
-    }
+        "hh": table("hh", 0, gnabar=0.12, gkbar=0.036, gl=0.0003, el=-54.3),
+    }  # NEURON's type order
     event_lists = {}
     if events:
         event_lists = {
@@ -50,30 +43,20 @@ def single_compartment(events: bool = True) -> CellModel:
 
 def branched(n: int = 40) -> CellModel:
     """A branched tree in a parent-before-child order, NEURON-like coefficients."""
-    rng = np.random.default_rng(7)
-    parent = np.array([-1] + [int(rng.integers(max(0, i - 4), i)) for i in range(1, n)])
-    area = rng.uniform(50.0, 500.0, n)
-    area[0] = 100.0  # a root node without membrane
-    cm = np.where(np.arange(n) == 0, 0.0, 1.0)
-    a = -rng.uniform(0.5, 5.0, n)
-    b = -rng.uniform(0.5, 5.0, n)
-    a[0] = b[0] = 0.0
     membrane = np.arange(1, n)
     mechanisms = {
         "pas": table("pas", membrane, g=1e-4, e=-65.0),
-        "hh": table("hh", [1, 2], gnabar=0.12, gkbar=0.036, gl=0.0003, el=-54.3, ena=50.0,
-                    ek=-77.0),
         "IClamp": table("IClamp", [1, 0], **{"del": 1.0, "dur": 20.0, "amp": 0.3}),
         "ExpSyn": table("ExpSyn", [5, n - 1], tau=2.0, e=0.0),
         "Exp2Syn": table("Exp2Syn", [9], tau1=0.5, tau2=3.0, e=0.0),
+        "hh": table("hh", [1, 2], gnabar=0.12, gkbar=0.036, gl=0.0003, el=-54.3),
     }  # fmt: skip
     events = {
         "ExpSyn": SynapticEvents(np.array([0, 1, 0]), np.array([2.0, 3.0, 7.5]),
                                  np.array([0.01, 0.02, 0.01])),
         "Exp2Syn": SynapticEvents(np.array([0]), np.array([4.0]), np.array([0.02])),
     }  # fmt: skip
-    return CellModel(parent=parent, area=area, cm=cm, a=a, b=b, mechanisms=mechanisms,
-                     events=events)  # fmt: skip
+    return CellModel(**random_tree(n, seed=7, reach=4), mechanisms=mechanisms, events=events)
 
 
 # --------------------------------------------------------------------------- reference
@@ -121,7 +104,7 @@ def reference_single(model: CellModel, n_steps: int, dt: float = DT) -> np.ndarr
     pending = sorted(
         (float(t), kind, float(w))
         for kind, name in enumerate(("ExpSyn", "Exp2Syn"))
-        for t, w in zip(model.events[name].time, model.events[name].weight, strict=True)
+        for t, w in zip(model.events[name].time, model.events[name].weight[:, 0], strict=True)
     )
     trace = [v]
     t = 0.0
@@ -146,8 +129,8 @@ def reference_single(model: CellModel, n_steps: int, dt: float = DT) -> np.ndarr
             d += ((up - now) / 0.001) * mfact
 
         up, now = (
-            hh["gnabar"] * m * m * m * hgate * (u - hh["ena"])
-            + hh["gkbar"] * n * n * n * n * (u - hh["ek"])
+            hh["gnabar"] * m * m * m * hgate * (u - model.ions["na"].e[0])
+            + hh["gkbar"] * n * n * n * n * (u - model.ions["k"].e[0])
             + hh["gl"] * (u - hh["el"])
             for u in (v + 0.001, v)
         )
@@ -199,18 +182,22 @@ def test_model_validation():
         CellModel(**{**good, "area": [0.0, 500.0, 100.0]})
     with pytest.raises(ValueError, match=r"cm has shape \(2,\)"):
         CellModel(**{**good, "cm": [0.0, 1.0]})
-    with pytest.raises(ValueError, match="unsupported mechanisms"):
+    with pytest.raises(ValueError, match="holds the table of 'pas'"):
         CellModel(**good, mechanisms={"kdr": table("pas", 1, g=1.0, e=0.0)})
-    with pytest.raises(ValueError, match="node indices"):
+    with pytest.raises(ValueError, match="no built-in mechanism 'kdr'"):
+        CellModel(**good, mechanisms={"kdr": table("kdr", 1, g=1.0)})
+    with pytest.raises(ValueError, match=r"pas.node holds node 3, outside 0..2"):
         CellModel(**good, mechanisms={"pas": table("pas", 3, g=1.0, e=0.0)})
-    with pytest.raises(ValueError, match="needs parameters"):
-        CellModel(**good, mechanisms={"pas": table("pas", 1, g=1.0)})
+    with pytest.raises(ValueError, match="pas has no parameter 'q'"):
+        CellModel(**good, mechanisms={"pas": table("pas", 1, g=1.0, q=2.0)})
+    defaults = CellModel(**good, mechanisms={"pas": table("pas", 1, g=1.0)})
+    assert defaults.mechanisms["pas"].params["e"][0] == -70.0  # passive.mod's default
     with pytest.raises(ValueError, match="twice"):
         CellModel(**good, mechanisms={"pas": table("pas", [1, 1], g=1.0, e=0.0)})
-    with pytest.raises(ValueError, match="no ExpSyn"):
+    with pytest.raises(ValueError, match="only the point processes with a NET_RECEIVE"):
         CellModel(**good, events={"ExpSyn": SynapticEvents(np.array([0]), np.array([1.0]),
                                                             np.array([0.1]))})  # fmt: skip
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match=r"a\[1\] is nan"):
         CellModel(**{**good, "a": [0.0, np.nan, -2.0]})
 
 
@@ -226,18 +213,17 @@ def test_save_load_round_trip(tmp_path):
     assert np.array_equal(first.v, second.v)
 
 
-def test_solver_paths_chunks_and_workers_agree():
-    """The fused kernel, the dhs.Solver path, any chunk width and thread count give the
-    same bits."""
+def test_chunks_and_workers_agree():
+    """Any chunk width and thread count give the same bits."""
     model = branched()
     engines = [
-        Engine(model, 5, solver="dhs"),
+        Engine(model, 5, chunk=16, workers=1),
         Engine(model, 5, chunk=1, workers=2),
         Engine(model, 5, chunk=3, workers=2),
         Engine(model, 5, chunk=8, workers=1),
     ]
     for engine in engines:
-        engine.set("IClamp.amp", [0.1, 0.2, 0.3, 0.4, 0.5], index=0)
+        engine.set("IClamp.amp", [0.1, 0.2, 0.3, 0.4, 0.5], target=0)
     results = [e.run(30.0, record_nodes=[1, 5, 39], spike_node=1) for e in engines]
     for result in results[1:]:
         assert np.array_equal(result.v, results[0].v)
@@ -259,7 +245,7 @@ def test_set_and_get_shapes():
     assert np.array_equal(engine.get("pas.e"), per_node[:, model.mechanisms["pas"].node])
     engine.set("ExpSyn.tau", [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     assert np.array_equal(engine.get("ExpSyn.tau")[:, 1], [2.0, 4.0, 6.0])
-    engine.set("IClamp.delay", [1.0, 2.0, 3.0], index=1)
+    engine.set("IClamp.delay", [1.0, 2.0, 3.0], target=1)
     assert np.array_equal(engine.get("IClamp.del")[:, 1], [1.0, 2.0, 3.0])
     engine.set("cm", 2.0)
     assert engine.get("cm")[0, 0] == 0.0 and np.all(engine.get("cm")[:, 1:] == 2.0)
@@ -269,10 +255,10 @@ def test_set_and_get_shapes():
         engine.set("kdr.g", 1.0)
     with pytest.raises(ValueError, match="do not fit"):
         engine.set("pas.g", [1.0, 2.0])
-    with pytest.raises(ValueError, match="per-node values"):
+    with pytest.raises(ValueError, match=r"shape \(3, 5\) do not fit"):
         engine.set("pas.g", np.ones((3, 5)))
-    with pytest.raises(ValueError, match="index 7"):
-        engine.set("IClamp.amp", 1.0, index=7)
+    with pytest.raises(ValueError, match="target 7"):
+        engine.set("IClamp.amp", 1.0, target=7)
     with pytest.raises(ValueError, match="finite"):
         engine.set("IClamp.amp", np.nan)
 
@@ -325,8 +311,6 @@ def test_engine_argument_errors():
     if not dhs.gpu_available():
         with pytest.raises(ValueError, match="GPU"):
             Engine(model, 1, backend="cuda")
-    with pytest.raises(ValueError, match="solver"):
-        Engine(model, 1, solver="magic")
     with pytest.raises(ValueError, match="chunk"):
         Engine(model, 1, chunk=0)
     engine = Engine(model, 1)

@@ -16,8 +16,9 @@ import time
 import numpy as np
 import pytest
 
-from dhs.engine import CellModel, Engine, MechanismTable, SynapticEvents
+from dhs.engine import CellModel, Engine, SynapticEvents
 from dhs.engine.sweep import estimate_bytes_per_instance, load_sweep, sweep
+from engine_models import random_tree, table
 from paths import ROOT as PATHS_ROOT
 from paths import SUPPORT
 
@@ -37,34 +38,16 @@ RUN = {
 }
 
 
-def _table(name: str, node, **params) -> MechanismTable:
-    node = np.atleast_1d(np.asarray(node, dtype=np.int64))
-    return MechanismTable(
-        name, node, {p: np.broadcast_to(np.asarray(v, float), node.shape).copy()
-                     for p, v in params.items()}
-    )  # fmt: skip
-
-
 def small_model(n: int = 12, g_pas: float = 1e-4) -> CellModel:
     """A branched tree with NEURON-like coefficients; hh near the root spikes."""
-    rng = np.random.default_rng(11)
-    parent = np.array([-1] + [int(rng.integers(max(0, i - 3), i)) for i in range(1, n)])
-    area = rng.uniform(50.0, 500.0, n)
-    area[0] = 100.0  # a root node without membrane
-    cm = np.where(np.arange(n) == 0, 0.0, 1.0)
-    a = -rng.uniform(0.5, 5.0, n)
-    b = -rng.uniform(0.5, 5.0, n)
-    a[0] = b[0] = 0.0
     mechanisms = {
-        "pas": _table("pas", np.arange(1, n), g=g_pas, e=-65.0),
-        "hh": _table("hh", np.arange(1, n), gnabar=0.12, gkbar=0.036, gl=0.0003, el=-54.3, ena=50.0,
-                     ek=-77.0),
-        "IClamp": _table("IClamp", [1], **{"del": 2.0, "dur": 15.0, "amp": 0.2}),
-        "ExpSyn": _table("ExpSyn", [5], tau=2.0, e=0.0),
-    }  # fmt: skip
+        "pas": table("pas", np.arange(1, n), g=g_pas, e=-65.0),
+        "IClamp": table("IClamp", [1], **{"del": 2.0, "dur": 15.0, "amp": 0.2}),
+        "ExpSyn": table("ExpSyn", [5], tau=2.0, e=0.0),
+        "hh": table("hh", np.arange(1, n), gnabar=0.12, gkbar=0.036, gl=0.0003, el=-54.3),
+    }  # fmt: skip NEURON's type order
     events = {"ExpSyn": SynapticEvents(np.array([0]), np.array([3.0]), np.array([0.01]))}
-    return CellModel(parent=parent, area=area, cm=cm, a=a, b=b, mechanisms=mechanisms,
-                     events=events)  # fmt: skip
+    return CellModel(**random_tree(n, seed=11, reach=3), mechanisms=mechanisms, events=events)
 
 
 def configure(engine: Engine, indices: np.ndarray) -> None:

@@ -1,0 +1,107 @@
+"""The settings of one engine run, checked once: shared by :meth:`Engine.run`,
+:func:`dhs.engine.sweep` and the memory estimate."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["RunOptions"]
+
+
+def _positive_integer(name: str, value) -> int:
+    if isinstance(value, bool) or (not isinstance(value, int) and not hasattr(value, "__index__")):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    value = int(value)
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to run and what to record.
+
+    Attributes
+    ----------
+    tstop : float
+        End time in ms; ``round(tstop / dt)`` steps are taken.
+    dt : float
+        Time step in ms.
+    record_nodes : tuple of int or str
+        Nodes (indices or names from ``model.node_names``) whose potential is recorded
+        at t = 0 and every ``record_every`` steps.
+    record : tuple of (str, int or str)
+        Other variables to record: ``("cai", node)`` for an ion variable (``ena``,
+        ``cai``, ``ica``, ...), ``("NaTa_t.m", node)`` for a density mechanism's
+        variable, ``("ExpSyn.g", row_or_label)`` for a point process's.
+    record_every : int
+    spike_node : int or str or None
+        Node watched for spikes (NetCon-style threshold detection).
+    spike_threshold : float
+        mV.
+    spike_method : {"neuron", "interpolate"}
+        ``"neuron"``: the step's time + 1e-10 ms, as NEURON's NetCon; ``"interpolate"``:
+        the linear interpolation of the crossing.
+    max_spikes : int or None
+        Spikes kept per instance (default: as many as can occur).
+    """
+
+    tstop: float
+    dt: float = 0.025
+    record_nodes: tuple = ()
+    record: tuple = ()
+    record_every: int = 1
+    spike_node: int | str | None = None
+    spike_threshold: float = -20.0
+    spike_method: str = "neuron"
+    max_spikes: int | None = None
+
+    def __post_init__(self) -> None:
+        dt, tstop = self.dt, self.tstop
+        if (
+            isinstance(dt, bool)
+            or not isinstance(dt, (int, float))
+            or not (math.isfinite(dt) and dt > 0)
+        ):
+            raise ValueError(f"dt must be a positive number of ms, got {dt!r}")
+        if (
+            isinstance(tstop, bool)
+            or not isinstance(tstop, (int, float))
+            or not (math.isfinite(tstop) and tstop >= 0)
+        ):
+            raise ValueError(f"tstop must be a non-negative number of ms, got {tstop!r}")
+        object.__setattr__(self, "dt", float(dt))
+        object.__setattr__(self, "tstop", float(tstop))
+        object.__setattr__(
+            self, "record_every", _positive_integer("record_every", self.record_every)
+        )
+        if self.spike_method not in ("neuron", "interpolate"):
+            raise ValueError(
+                f"spike_method must be 'neuron' or 'interpolate', got {self.spike_method!r}"
+            )
+        if not math.isfinite(float(self.spike_threshold)):
+            raise ValueError(f"spike_threshold must be finite, got {self.spike_threshold!r}")
+        if self.max_spikes is not None and (
+            isinstance(self.max_spikes, bool) or int(self.max_spikes) < 0
+        ):
+            raise ValueError(f"max_spikes must be a non-negative integer, got {self.max_spikes!r}")
+        nodes = () if self.record_nodes is None else tuple(self.record_nodes)
+        object.__setattr__(self, "record_nodes", nodes)
+        records = tuple(tuple(item) for item in (self.record or ()))
+        for item in records:
+            if len(item) != 2 or not isinstance(item[0], str):
+                raise ValueError(f"record entries are (variable name, where), got {item!r}")
+        object.__setattr__(self, "record", records)
+
+    @property
+    def n_steps(self) -> int:
+        return round(self.tstop / self.dt)
+
+    @property
+    def n_samples(self) -> int:
+        return self.n_steps // self.record_every + 1
+
+    @property
+    def kept_spikes(self) -> int:
+        return self.n_steps // 2 + 1 if self.max_spikes is None else int(self.max_spikes)
