@@ -22,7 +22,7 @@ from .nmodl.translate import GENERATOR_VERSION
 __all__ = ["ION_FIELDS", "KERNEL_VERSION", "Layout", "argument_names", "generate", "load"]
 
 #: Bump when the generated kernel changes.
-KERNEL_VERSION = 1
+KERNEL_VERSION = 2
 #: Per-node fields of an ion, in storage order.
 ION_FIELDS = ("e", "ci", "co", "i", "didv")
 #: Ion style bits (NEURON's ``eion.cpp``).
@@ -471,6 +471,8 @@ class _Printer:
             self.emit("count = starts[c + 1] - start")
             self.emit("group = c")
         self.emit(f"initialize(c, count, {arguments})")
+        # finitialize ends with one assembly at t = 0, so the currents are valid there
+        self.emit(f"assemble(c, count, 0.0, cfac, {arguments})")
         self.emit(f"observe(c, start, count, q, 0, {observed})")
         self.emit("cursor = ev_ptr[group]")
         self.emit("end = ev_ptr[group + 1]")
