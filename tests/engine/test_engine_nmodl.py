@@ -13,6 +13,7 @@ from pathlib import Path
 
 import neuron
 import pytest
+
 from fetched import package_root
 from mod_cells import compare_in_child
 
