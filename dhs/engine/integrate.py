@@ -792,12 +792,10 @@ class Engine:
         model = self.model
         n_chunks = starts.size - 1
         values = self._values
-        entries = self._entries(layout)
         arrays: dict[str, np.ndarray] = {
             "parent": model.parent,
             "a": model.a,
             "b": model.b,
-            "entry_ptr": entries["entry_ptr"],
             "diam": model.diam,
             "area": model.area,
             "cm": _chunk_major(values["cm"], starts, width),
@@ -806,9 +804,6 @@ class Engine:
         }
         for name in ("v", "rhs", "d"):
             arrays[name] = _aligned_empty((n_chunks, model.n, width))
-        n_entries = int(entries["entry_ptr"][-1])
-        arrays["term_rhs"] = _aligned_empty((n_chunks, max(n_entries, 1), width))
-        arrays["term_d"] = _aligned_empty((n_chunks, max(n_entries, 1), width))
         for s, (ion, table) in enumerate(model.ions.items()):
             store = np.zeros((len(kernel.ION_FIELDS), table.node.size, self.n_instances))
             store[0] = values[f"e{ion}"]
@@ -834,8 +829,6 @@ class Engine:
             arrays[f"m{k}_globals"] = np.array(
                 [table.globals[g] for g in mechanism.globals] or [0.0]
             )
-            if mechanism.has_current:
-                arrays[f"m{k}_entry"] = entries[name]
             if mechanism.is_point_process:
                 arrays[f"m{k}_mfact"] = 1.0e2 / model.area[table.node]
             for use in mechanism.ions:
@@ -848,32 +841,6 @@ class Engine:
                 arrays[f"m{k}_table_{spec.function}"] = table_values
                 arrays[f"m{k}_limits_{spec.function}"] = limits
         return arrays
-
-    def _entries(self, layout: kernel.Layout) -> dict[str, np.ndarray]:
-        """Where each mechanism instance with a current adds its terms, per node: a
-        node's entries in NEURON's order (by mechanism type, then table row)."""
-        model = self.model
-        names = [
-            name
-            for name, m in zip(model.mechanisms, layout.mechanisms, strict=True)
-            if m.has_current
-        ]
-        nodes = [model.mechanisms[name].node for name in names]
-        if not nodes:
-            return {"entry_ptr": np.zeros(model.n + 1, np.int64)}
-        node = np.concatenate(nodes).astype(np.int64)
-        rank = np.concatenate([np.full(x.size, r, np.int64) for r, x in enumerate(nodes)])
-        row = np.concatenate([np.arange(x.size, dtype=np.int64) for x in nodes])
-        order = np.lexsort((row, rank, node))
-        entry = np.empty(node.size, dtype=np.int64)
-        entry[order] = np.arange(node.size)
-        result = {
-            "entry_ptr": np.searchsorted(node[order], np.arange(model.n + 1)).astype(np.int64)
-        }
-        bounds = np.cumsum([0] + [x.size for x in nodes])
-        for r, name in enumerate(names):
-            result[name] = entry[bounds[r] : bounds[r + 1]]
-        return result
 
 
 _HEAD = (

@@ -22,7 +22,7 @@ from .nmodl.translate import GENERATOR_VERSION
 __all__ = ["ION_FIELDS", "KERNEL_VERSION", "Layout", "argument_names", "generate", "load"]
 
 #: Bump when the generated kernel changes.
-KERNEL_VERSION = 2
+KERNEL_VERSION = 3
 #: Per-node fields of an ion, in storage order.
 ION_FIELDS = ("e", "ci", "co", "i", "didv")
 #: Ion style bits (NEURON's ``eion.cpp``).
@@ -101,14 +101,12 @@ class _Printer:
     # -------------------------------------------------------------- arguments
     def arguments(self) -> list[str]:
         """Every array and scalar the phases read, in the order the engine passes them."""
-        names = ["parent", "a", "b", "entry_ptr", "diam", "area", "cm", "v_init", "v", "rhs",
-                 "d", "term_rhs", "term_d", "scalars"]  # fmt: skip
+        names = ["parent", "a", "b", "diam", "area", "cm", "v_init", "v", "rhs", "d",
+                 "scalars"]  # fmt: skip
         for s, _ion in enumerate(self.layout.ions):
             names += [f"ion{s}", f"ion{s}_node", f"ion{s}_style", f"ion{s}_constants"]
         for k, mechanism in enumerate(self.layout.mechanisms):
             names += [f"m{k}", f"m{k}_node", f"m{k}_globals"]
-            if mechanism.has_current:
-                names.append(f"m{k}_entry")
             if mechanism.is_point_process:
                 names.append(f"m{k}_mfact")
             for use in mechanism.ions:
@@ -224,10 +222,17 @@ class _Printer:
         self.emit("return 0")
 
     def assemble(self) -> None:
-        """``setup_tree_matrix`` at ``time``: the ions' currents to 0 (and e by Nernst
-        where the style says so), every mechanism's current in type order into its
-        entries, then one pass over the nodes in increasing index."""
+        """``setup_tree_matrix`` at ``time``: rhs and d to 0; the ions' currents to 0
+        (and e by Nernst where the style says so); every mechanism's current in type
+        order, each instance adding straight into its node's rhs and d as NEURON does
+        (so every node's sums are NEURON's, term by term); then the capacitance and the
+        axial terms, node by node in increasing index."""
         self.header("assemble", "c, count, time, cfac, ")
+        self.open("for i in range(parent.size):")
+        levels = self.instances()
+        self.emit("rhs[c, i, q] = 0.0")
+        self.emit("d[c, i, q] = 0.0")
+        self.close(levels + 1)
         for s, _ion in enumerate(self.layout.ions):
             self.open(f"for r in range(ion{s}_node.size):")
             self.emit(f"advance = ion{s}_style[r] & {STYLE_REVERSAL_ADVANCE}")
@@ -244,7 +249,6 @@ class _Printer:
                 continue
             spec = mechanism.phases["current"]
             levels = self.mechanism_loop(k)
-            self.emit(f"e = m{k}_entry[j]")
             outputs = self.call(k, "current", "time")
             rhs, conductance = outputs[0], outputs[1]
             point = mechanism.is_point_process
@@ -255,11 +259,11 @@ class _Printer:
             else:
                 conductance_term, rhs_term = conductance, rhs
             if mechanism.electrode_current:  # rhs += i, d -= g
-                self.emit(f"term_rhs[c, e, q] = {rhs_term}")
-                self.emit(f"term_d[c, e, q] = -({conductance_term})")
+                self.emit(f"rhs[c, i, q] += {rhs_term}")
+                self.emit(f"d[c, i, q] -= {conductance_term}")
             else:  # rhs -= i, d += g
-                self.emit(f"term_rhs[c, e, q] = -({rhs_term})")
-                self.emit(f"term_d[c, e, q] = {conductance_term}")
+                self.emit(f"rhs[c, i, q] -= {rhs_term}")
+                self.emit(f"d[c, i, q] += {conductance_term}")
             currents = [pair for pair in spec.ion_outputs if pair[1] in ("i", "didv")]
             for (ion, field_name), value in zip(currents, outputs[2:], strict=False):
                 s = self.layout.ions.index(ion)
@@ -269,17 +273,8 @@ class _Printer:
                 self.emit(f"ion{s}[c, {index}, r_{ion}, q] += {scaled}")
             self.store_outputs(k, "current", outputs, 2)
             self.close(levels)
-        # the pass over the nodes
+        # the capacitance and the axial terms
         self.open("for i in range(parent.size):")
-        levels = self.instances()
-        self.emit("rhs[c, i, q] = 0.0")
-        self.emit("d[c, i, q] = 0.0")
-        self.close(levels)
-        self.open("for e in range(entry_ptr[i], entry_ptr[i + 1]):")
-        levels = self.instances()
-        self.emit("rhs[c, i, q] += term_rhs[c, e, q]")
-        self.emit("d[c, i, q] += term_d[c, e, q]")
-        self.close(levels + 1)
         levels = self.instances()
         self.emit("d[c, i, q] += cfac * cm[c, i, q]")
         self.close(levels)

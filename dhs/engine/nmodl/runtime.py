@@ -121,7 +121,7 @@ _EXP_700 = math.exp(700.0)
 
 def jit(function):
     """The CPU build of a generated function: inlined into its callers, cached."""
-    return numba.njit(cache=True, error_model="numpy")(function)
+    return numba.njit(inline="always", cache=True, error_model="numpy")(function)
 
 
 @jit

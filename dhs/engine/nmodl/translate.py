@@ -25,7 +25,7 @@ from .parse import NmodlError
 __all__ = ["GENERATOR_VERSION", "Translation", "translate", "translate_file"]
 
 #: Bump when the generated code changes, so cached modules are rebuilt.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 SIMULATION = ("t", "dt", "celsius")
 GEOMETRY = ("diam", "area")
