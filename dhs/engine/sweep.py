@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import sys
 import tempfile
@@ -114,7 +113,7 @@ class SweepResult:
 # --------------------------------------------------------------------------- memory
 def estimate_bytes_per_instance(
     model: CellModel,
-    tstop: float,
+    tstop: float | RunOptions,
     dt: float = 0.025,
     n_records: int = 0,
     record_every: int = 1,
@@ -128,8 +127,11 @@ def estimate_bytes_per_instance(
     Parameters
     ----------
     model : CellModel
-    tstop, dt : float
-        Run length and time step in ms (``round(tstop / dt)`` steps).
+    tstop : float or RunOptions
+        Run length in ms (``round(tstop / dt)`` steps), or the run's settings (then
+        the arguments after it are taken from them).
+    dt : float
+        Time step in ms.
     n_records : int
         Recorded variables.
     record_every : int
@@ -150,7 +152,12 @@ def estimate_bytes_per_instance(
         ``spikes`` and ``events`` (:data:`EVENT_BYTES` each). Python overheads and
         compiled code are not counted.
     """
-    options = RunOptions(tstop, dt, record_every=record_every, max_spikes=max_spikes)
+    if isinstance(tstop, RunOptions):
+        options = tstop
+        n_records = len(options.record_nodes) + len(options.record)
+        spike_node = options.spike_node is not None
+    else:
+        options = RunOptions(tstop, dt, record_every=record_every, max_spikes=max_spikes)
     n_times = options.n_samples
     n = model.n
     fields = 0
@@ -406,8 +413,8 @@ max_spikes
     backend : str, default "cpu"
         Passed to :class:`Engine`.
     engine_options : dict, optional
-        More keyword arguments for :class:`Engine` (``solver``, ``chunk``,
-        ``workers``); they do not change the results, so they are not part of the
+        More keyword arguments for :class:`Engine` (``chunk``, ``workers``); they do not
+        change the results, so they are not part of the
         fingerprint.
     tag : JSON-serialisable, optional
         A description of what ``configure`` does (its parameters, a version). It is
@@ -443,20 +450,17 @@ max_spikes
             isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
         ):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not (math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be a positive number of ms, got {dt}")
-    if not (math.isfinite(tstop) and tstop >= 0):
-        raise ValueError(f"tstop must be a non-negative number of ms, got {tstop}")
-    if isinstance(record_every, bool) or int(record_every) != record_every or record_every < 1:
-        raise ValueError(f"record_every must be a positive integer, got {record_every!r}")
     n_instances = int(n_instances)
     directory = os.fspath(directory)
     engine_options = dict(engine_options or {})
-
     records = [model.node(r) for r in (record_nodes if record_nodes is not None else [])]
     spike = None if spike_node is None else model.node(spike_node)
-    n_steps = round(tstop / dt)
-    n_times = n_steps // int(record_every) + 1
+    # the one checked set of run settings, for the engine and for the memory estimate
+    options = RunOptions(tstop, dt, tuple(records), (), record_every, spike, spike_threshold,
+                         spike_method, max_spikes)
+    tstop, dt, record_every = options.tstop, options.dt, options.record_every
+    n_steps = options.n_steps
+    n_times = options.n_samples
     settings = {
         "tstop": float(tstop),
         "dt": float(dt),
@@ -476,9 +480,7 @@ max_spikes
         raise ValueError(f"tag must be JSON-serialisable: {error}") from None
     model_hash = _fingerprint_model(model)
 
-    estimate = estimate_bytes_per_instance(
-        model, tstop, dt, len(records), int(record_every), spike is not None, max_spikes
-    )
+    estimate = estimate_bytes_per_instance(model, options)
     per_instance = estimate["total"]
     os.makedirs(directory, exist_ok=True)
     existing = _read_manifest(directory)
@@ -575,16 +577,7 @@ max_spikes
             indices.flags.writeable = False
             engine = Engine(model, stop - start, backend=backend, **engine_options)
             configure(engine, indices)
-            result = engine.run(
-                tstop,
-                dt,
-                record_nodes=records,
-                record_every=int(record_every),
-                spike_node=spike,
-                spike_threshold=spike_threshold,
-                spike_method=spike_method,
-                max_spikes=max_spikes,
-            )
+            result = engine.run(options)
             arrays = {
                 "v": np.ascontiguousarray(result.v),
                 "instances": indices,
