@@ -240,3 +240,23 @@ def test_core_demo_runs(capsys):
     printed = capsys.readouterr().out
     assert "serial  max |x - NEURON| = 0.00e+00 mV" in printed
     assert "cpu" in printed
+
+
+def test_schedule_of_the_out_of_order_allen_swc(capsys):
+    # samples not numbered parent-before-child, 289 roots (axon fragments): read by dhs.swc
+    path = package_file("neuron-morphology", "1.2.2", "tests/data/17545-6151-X24259-Y36270.swc",
+                        kind="wheel")  # fmt: skip
+    samples = [line.split() for line in path.read_text().splitlines() if line[:1].isdigit()]
+    assert main(["schedule", str(path), "-k", "8"]) == 0
+    row = printed_rows(capsys.readouterr().out)[8]
+    assert row["nodes"] == len(samples) == 3397
+    assert row["cells"] == sum(1 for fields in samples if fields[6] == "-1") == 289
+
+
+def test_schedule_of_an_swc_discretised_by_neuron():
+    pytest.importorskip("neuron")
+    path = MORPHOLOGIES / "pyramid.swc"
+    completed = run_command("dhs.cli", "schedule", str(path), "--dx", "1", "-k", "16")
+    assert completed.returncode == 0, completed.stderr
+    assert "nseg for segments of at most 1 um" in completed.stdout
+    assert printed_rows(completed.stdout)[16]["nodes"] == 5551  # data/README.md, pyramid at 1 um
