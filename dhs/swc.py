@@ -139,7 +139,8 @@ def read_swc(path: str | os.PathLike) -> SwcMorphology:
     """
     path = Path(path)
     rows: list[tuple] = []
-    with open(path) as handle:
+    # undecodable bytes become U+FFFD, so a bad line is named as a bad field
+    with open(path, encoding="utf-8", errors="replace") as handle:
         for line_number, line in enumerate(handle, start=1):
             fields = line.split("#", 1)[0].split()
             if fields:

@@ -366,7 +366,7 @@ SWC_TEXT = """\
 
 def write(tmp_path, text: str, name: str = "cell.swc"):
     path = tmp_path / name
-    path.write_text(text)
+    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
     return path
 
 
@@ -502,6 +502,11 @@ ROOT_LINE = "1 1 0 0 0 1 -1\n"
             id="infinite-radius",
         ),
         pytest.param("# only comments\n\n", r"cell\.swc: no SWC samples", id="empty"),
+        pytest.param(
+            ROOT_LINE + "2 3 0 0 0 1 \udcff\n",
+            r"cell\.swc:2: sample 2: the parent id field '\ufffd' is not a number",
+            id="undecodable-byte",
+        ),
         pytest.param(
             ROOT_LINE + "2 3 0 0 0 1 2\n",
             r"cell\.swc:2: sample 2 is its own parent",
