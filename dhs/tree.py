@@ -8,11 +8,12 @@ nothing here assumes that parents come before their children.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import cached_property
 
 import numba
 import numpy as np
+
+from .swc import SwcSamples, read_swc
 
 __all__ = ["SwcSamples", "Tree"]
 
@@ -45,28 +46,6 @@ def _breadth_first(roots: np.ndarray, child_ptr: np.ndarray, child_index: np.nda
             order[tail] = c
             tail += 1
     return order[:tail], depth, component
-
-
-@dataclass(frozen=True)
-class SwcSamples:
-    """Per-sample data read from an SWC file, in file order (one tree node each).
-
-    Attributes
-    ----------
-    sample_id : ndarray of int64
-        The SWC sample identifiers.
-    kind : ndarray of int64
-        SWC structure type (1 soma, 2 axon, 3 basal, 4 apical dendrite, ...).
-    xyz : ndarray of float64, shape (n, 3)
-        Coordinates in µm.
-    radius : ndarray of float64
-        Radius in µm.
-    """
-
-    sample_id: np.ndarray
-    kind: np.ndarray
-    xyz: np.ndarray
-    radius: np.ndarray
 
 
 class Tree:
@@ -249,60 +228,19 @@ class Tree:
     def from_swc(cls, path: str | os.PathLike) -> Tree:
         """Read an SWC file, one tree node per sample, in file order.
 
-        Sample ids may be any distinct integers; a parent id of -1 (or any negative id)
-        marks a root. The per-sample coordinates and radii are kept in :attr:`swc`.
+        The file is read and validated by :func:`dhs.swc.read_swc`: sample ids may be any
+        distinct non-negative integers in any order; any negative parent id marks a root.
+        The per-sample coordinates, radii and line numbers are kept in :attr:`swc`.
 
         Raises
         ------
         ValueError
-            On a malformed line, a duplicate sample id, or a parent id that names no sample.
+            On any fault :func:`dhs.swc.read_swc` finds (a short line, a bad field, a
+            duplicate id, a missing parent, a cycle, no root); the message names the
+            file, the line and the sample.
         """
-        rows = []
-        with open(path) as handle:
-            for line_number, line in enumerate(handle, start=1):
-                text = line.split("#", 1)[0].strip()
-                if not text:
-                    continue
-                fields = text.split()
-                if len(fields) < 7:
-                    raise ValueError(
-                        f"{path}:{line_number}: an SWC sample needs 7 fields "
-                        f"(id type x y z radius parent), got {len(fields)}"
-                    )
-                try:
-                    rows.append([float(value) for value in fields[:7]])
-                except ValueError as error:
-                    raise ValueError(f"{path}:{line_number}: {error}") from None
-        if not rows:
-            raise ValueError(f"{path}: no SWC samples found")
-        table = np.asarray(rows)
-        sample_id = table[:, 0].astype(np.int64)
-        parent_id = table[:, 6].astype(np.int64)
-        unique_ids, first = np.unique(sample_id, return_index=True)
-        if unique_ids.size != sample_id.size:
-            duplicated = np.setdiff1d(np.arange(sample_id.size), first)[0]
-            raise ValueError(f"{path}: sample id {sample_id[duplicated]} appears more than once")
-        sorter = np.argsort(sample_id)
-        is_child = parent_id >= 0
-        position = np.searchsorted(sample_id, parent_id[is_child], sorter=sorter)
-        position = np.minimum(position, sample_id.size - 1)
-        parent_index = sorter[position]
-        unknown = np.flatnonzero(sample_id[parent_index] != parent_id[is_child])
-        if unknown.size:
-            row = np.flatnonzero(is_child)[unknown[0]]
-            raise ValueError(
-                f"{path}: sample {sample_id[row]} names parent {parent_id[row]}, "
-                "which is not a sample in the file"
-            )
-        parent = np.full(sample_id.size, -1, np.int64)
-        parent[is_child] = parent_index
-        samples = SwcSamples(
-            sample_id=sample_id,
-            kind=table[:, 1].astype(np.int64),
-            xyz=table[:, 2:5].copy(),
-            radius=table[:, 5].copy(),
-        )
-        return cls(parent, swc=samples)
+        morphology = read_swc(path)
+        return cls(morphology.parent, swc=morphology.samples)
 
     def __repr__(self) -> str:
         return f"Tree(n={self.n}, components={self.n_components}, height={self.height})"

@@ -16,6 +16,14 @@ Loading (:func:`load_morphology`)
     ``set_ra()``). The cell's sections are the ones that exist afterwards and did not exist
     before. Such files create **top-level** sections with fixed names; see *Loading a hoc
     file twice* below.
+``.swc``
+    First read and validated by the project's own reader, :func:`dhs.swc.read_swc`: a
+    short line, a bad field or radius, a duplicate id, a missing parent, a cycle or no
+    root is a ``ValueError`` naming the file, line and sample, before NEURON sees the
+    file (NEURON 9's Import3d segfaults on some of these and loads others silently). A
+    valid file that Import3d cannot take as it is (a parent id not below its child's,
+    lines not in increasing id order, or huge ids) is renumbered parent-before-child into
+    a temporary copy, which Import3d reads instead.
 ``.swc`` / ``.asc``
     Read by NEURON's Import3d (``Import3d_SWC_read`` / ``Import3d_Neurolucida3``) and
     instantiated with ``Import3d_GUI(reader, False).instantiate(owner)`` into a private Python
@@ -58,13 +66,17 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import neuron
+import numpy as np
 from neuron import h, nrn
+
+from dhs.swc import read_swc
 
 __all__ = [
     "Cell",
@@ -241,21 +253,47 @@ def _load_hoc(path: Path, name: str) -> Cell:
 
 
 def _load_import3d(path: Path, name: str, suffix: str) -> Cell:
+    with tempfile.TemporaryDirectory(prefix="dhs-swc-") as folder:
+        readable = path
+        if suffix == ".swc":
+            readable = _swc_import3d_can_read(path, Path(folder))
+        return _instantiate_import3d(path, readable, name, suffix)
+
+
+def _swc_import3d_can_read(path: Path, folder: Path) -> Path:
+    """``path`` validated by :func:`dhs.swc.read_swc`, renumbered into ``folder`` if needed.
+
+    NEURON 9's Import3d crashes (segfault) unless every parent id is below its child's and
+    the lines run in increasing id order (its own re-sorting fails on a hoc error first),
+    and it allocates a table indexed by sample id, so files with huge ids are renumbered
+    too.
+    """
+    morphology = read_swc(path)
+    sample_id = morphology.samples.sample_id
+    ids_increasing = bool(np.all(np.diff(sample_id) > 0))
+    ids_compact = int(sample_id.max()) <= 4 * morphology.n + 1024
+    if morphology.parent_before_child and ids_increasing and ids_compact:
+        return path
+    return morphology.write_parent_first(folder / path.name)
+
+
+def _instantiate_import3d(path: Path, readable: Path, name: str, suffix: str) -> Cell:
     h.load_file("import3d.hoc")
     reader = h.Import3d_SWC_read() if suffix == ".swc" else h.Import3d_Neurolucida3()
     reader.quiet = 1
     owner = _Import3dOwner(name)
+    copy = "" if readable == path else f" (renumbered parent-before-child as {readable.name})"
     try:
-        reader.input(str(path))
+        reader.input(str(readable))
         h.Import3d_GUI(reader, False).instantiate(owner)
     except RuntimeError as error:
         for sec in getattr(owner, "all", []):
             if _alive(sec):
                 h.delete_section(sec=sec)
-        raise ValueError(f"NEURON's Import3d could not read {path}: {error}") from error
+        raise ValueError(f"NEURON's Import3d could not read {path}{copy}: {error}") from error
     sections = list(getattr(owner, "all", []))
     if not sections:
-        raise ValueError(f"{path} created no sections")
+        raise ValueError(f"{path}: NEURON's Import3d created no sections{copy}")
     return Cell(name=name, source=path, sections=_roots_first(sections), _owner=owner)
 
 
@@ -268,9 +306,13 @@ def load_morphology(path: str | os.PathLike | None = None, *, name: str = "cell"
     the names they create (``name`` is then only a label). See the module docstring for
     what happens when a hoc file is loaded twice.
 
-    Raises ``ValueError`` for an unknown suffix, ``FileNotFoundError`` for a missing file,
-    ``RuntimeError`` if the same hoc file's earlier sections still exist or NEURON fails to
-    run a hoc file, and ``ValueError`` if Import3d fails or nothing was created.
+    An SWC file is validated by :func:`dhs.swc.read_swc` first and, if Import3d could not
+    take it as it is, renumbered parent-before-child into a temporary copy.
+
+    Raises ``ValueError`` for an unknown suffix, for any fault of an SWC file (naming the
+    line and sample), if Import3d fails (a hoc error, naming the file) or if nothing was
+    created; ``FileNotFoundError`` for a missing file; ``RuntimeError`` if the same hoc
+    file's earlier sections still exist or NEURON fails to run a hoc file.
     """
     path = default_morphology_path() if path is None else Path(path)
     suffix = path.suffix.lower()

@@ -11,6 +11,7 @@ import pytest
 
 import trees
 from dhs import Tree
+from dhs.swc import read_swc
 
 # ----------------------------------------------------------------------------- cases
 # Each builder takes a seeded Generator and returns a parent array. Most are renumbered
@@ -365,7 +366,7 @@ SWC_TEXT = """\
 
 def write(tmp_path, text: str, name: str = "cell.swc"):
     path = tmp_path / name
-    path.write_text(text)
+    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
     return path
 
 
@@ -414,37 +415,143 @@ def test_from_swc_matches_relabelled_generator(tmp_path, rng):
     assert np.array_equal(tree.swc.xyz[:, 0], line_order)
 
 
+ROOT_LINE = "1 1 0 0 0 1 -1\n"
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [
         pytest.param(
-            "1 1 0 0 0 1 -1\n2 3 0 0 0 1 1\n2 3 1 1 1 1 1\n",
-            r"sample id 2 appears more than once",
+            ROOT_LINE + "2 3 0 0 0 1 1\n2 3 1 1 1 1 1\n",
+            r"cell\.swc:3: sample id 2 appears more than once \(first at line 2\)",
             id="duplicate-id",
         ),
         pytest.param(
-            "1 1 0 0 0 1 -1\n3 3 0 0 0 1 99\n",
-            r"sample 3 names parent 99, which is not a sample",
-            id="unknown-parent",
+            ROOT_LINE + "3 3 0 0 0 1 99\n",
+            r"cell\.swc:2: sample 3 names parent 99, which is not a sample",
+            id="missing-parent",
         ),
         pytest.param(
-            "1 1 0 0 0 1 -1\n2 3 0 0 0 1 1000000\n",
-            r"sample 2 names parent 1000000",
-            id="unknown-parent-beyond-largest-id",
+            ROOT_LINE + "2 3 0 0 0 1 1000000\n",
+            r"cell\.swc:2: sample 2 names parent 1000000",
+            id="missing-parent-beyond-largest-id",
         ),
         pytest.param(
-            "# header\n1 1 0 0 0 1 -1\n2 3 0 0 1\n",
-            r"cell\.swc:3: an SWC sample needs 7 fields .* got 5",
-            id="too-few-fields",
+            "# header\n" + ROOT_LINE + "2 3 0 0 1\n",
+            r"cell\.swc:3: an SWC sample needs 7 fields .* got 5: '2 3 0 0 1'",
+            id="short-line",
         ),
         pytest.param(
-            "1 1 0 0 0 1 -1\n\n2 3 0 zero 0 1 1\n", r"cell\.swc:3: .*zero", id="not-a-number"
+            ROOT_LINE + "2 3 0 0 0 1\n",
+            r"cell\.swc:2: an SWC sample needs 7 fields .* got 6",
+            id="six-fields",
         ),
-        pytest.param("# only comments\n\n", r"no SWC samples", id="empty"),
-        pytest.param("1 1 0 0 0 1 -1\n2 3 0 0 0 1 2\n", r"node 1 is its own parent", id="self"),
-        pytest.param("1 1 0 0 0 1 -1\n2 3 0 0 0 1 3\n3 3 0 0 0 1 2\n", r"cycle: ", id="cycle"),
+        pytest.param(
+            ROOT_LINE + "\n2 3 0 zero 0 1 1\n",
+            r"cell\.swc:3: sample 2: the y field 'zero' is not a number",
+            id="non-numeric-coordinate",
+        ),
+        pytest.param(
+            ROOT_LINE + "2 dend 0 0 0 1 1\n",
+            r"cell\.swc:2: sample 2: the type field 'dend' is not a number",
+            id="text-type",
+        ),
+        pytest.param(
+            ROOT_LINE + "two 3 0 0 0 1 1\n",
+            r"cell\.swc:2: the sample id field 'two' is not a number",
+            id="text-id",
+        ),
+        pytest.param(
+            ROOT_LINE + "2.5 3 0 0 0 1 1\n",
+            r"cell\.swc:2: sample 2\.5: the sample id 2\.5 is not an integer",
+            id="fractional-id",
+        ),
+        pytest.param(
+            ROOT_LINE + "2 3 0 0 0 1 1.5\n",
+            r"cell\.swc:2: sample 2: the parent id 1\.5 is not an integer",
+            id="fractional-parent",
+        ),
+        pytest.param(
+            ROOT_LINE + "-2 3 0 0 0 1 1\n",
+            r"cell\.swc:2: sample -2: sample ids must be non-negative",
+            id="negative-id",
+        ),
+        pytest.param(
+            ROOT_LINE + "2 -3 0 0 0 1 1\n",
+            r"cell\.swc:2: sample 2: the type -3 is negative",
+            id="negative-type",
+        ),
+        pytest.param(
+            ROOT_LINE + "2 3 0 nan 0 1 1\n",
+            r"cell\.swc:2: sample 2: the y coordinate nan is not finite",
+            id="nan-coordinate",
+        ),
+        pytest.param(
+            ROOT_LINE + "2 3 0 0 0 0 1\n",
+            r"cell\.swc:2: sample 2: the radius 0\.0 must be a positive number",
+            id="zero-radius",
+        ),
+        pytest.param(
+            ROOT_LINE + "2 3 0 0 0 -1 1\n",
+            r"cell\.swc:2: sample 2: the radius -1\.0 must be a positive number",
+            id="negative-radius",
+        ),
+        pytest.param(
+            ROOT_LINE + "2 3 0 0 0 inf 1\n",
+            r"cell\.swc:2: sample 2: the radius inf must be a positive number",
+            id="infinite-radius",
+        ),
+        pytest.param("# only comments\n\n", r"cell\.swc: no SWC samples", id="empty"),
+        pytest.param(
+            ROOT_LINE + "2 3 0 0 0 1 \udcff\n",
+            r"cell\.swc:2: sample 2: the parent id field '\ufffd' is not a number",
+            id="undecodable-byte",
+        ),
+        pytest.param(
+            ROOT_LINE + "2 3 0 0 0 1 2\n",
+            r"cell\.swc:2: sample 2 is its own parent",
+            id="self-parent",
+        ),
+        pytest.param(
+            ROOT_LINE + "2 3 0 0 0 1 3\n3 3 0 0 0 1 2\n4 3 0 0 0 1 3\n",
+            r"cell\.swc:2: sample 2 is on a cycle of parent links: 2 -> 3 -> 2 "
+            r"\(lines 2, 3\); 3 sample\(s\) cannot reach a root",
+            id="cycle",
+        ),
+        pytest.param(
+            "1 1 0 0 0 1 3\n2 3 0 0 0 1 1\n3 3 0 0 0 1 2\n",
+            r"cell\.swc: no root \(no sample has parent -1\); sample 1 is on a cycle of parent "
+            r"links: 1 -> 3 -> 2 -> 1 \(lines 1, 3, 2\)",
+            id="no-root",
+        ),
     ],
 )
 def test_from_swc_errors(tmp_path, text, match):
+    """Each fault names the file, the line and the sample (dhs.swc.read_swc)."""
     with pytest.raises(ValueError, match=match):
         Tree.from_swc(write(tmp_path, text))
+
+
+def test_write_parent_first_renumbers_and_keeps_every_sample(tmp_path):
+    original = read_swc(write(tmp_path, SWC_TEXT))
+    assert not original.parent_before_child  # sample 30's parent is 20
+    copy = read_swc(original.write_parent_first(tmp_path / "renumbered.swc"))
+    assert copy.parent_before_child
+    assert copy.samples.sample_id.tolist() == list(range(1, 8))
+    # parents first, smallest original id next: 10, 7, 20, 30, 40, 99, 50
+    order = original.parent_first_order()
+    assert original.samples.sample_id[order].tolist() == [10, 7, 20, 30, 40, 99, 50]
+    np.testing.assert_array_equal(copy.samples.xyz, original.samples.xyz[order])
+    np.testing.assert_array_equal(copy.samples.radius, original.samples.radius[order])
+    np.testing.assert_array_equal(copy.samples.kind, original.samples.kind[order])
+    # the same tree: parent of each renumbered sample is the renumbered original parent
+    position = np.argsort(order)
+    expected = [-1 if p < 0 else position[p] for p in original.parent[order]]
+    assert copy.parent.tolist() == expected
+
+
+def test_read_swc_keeps_line_numbers_and_parent_ids(tmp_path):
+    morphology = read_swc(write(tmp_path, SWC_TEXT))
+    assert morphology.samples.line.tolist() == [5, 6, 7, 8, 9, 10, 11]
+    assert morphology.samples.parent_id.tolist() == [20, -1, 10, 10, -1, 99, 30]
+    assert not morphology.samples.xyz.flags.writeable
