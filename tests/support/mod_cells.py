@@ -7,7 +7,8 @@ returns the parsed results. Each case builds a soma and a dendrite with pas, ins
 its mechanisms everywhere (with optional parameter values), drives the soma with an
 IClamp, and runs NEURON and the engine (two instances) with the fixed step; the result
 is the largest |ΔV| at the soma and the dendrite tip, the spike counts, and any
-recorded ion variable's largest difference.
+recorded ion variable's largest difference (with ``"report_ranges": True``, also
+NEURON's range and largest magnitude of each trace, keyed ``range:`` and ``scale:``).
 """
 
 from __future__ import annotations
@@ -85,7 +86,10 @@ def _run_case(case: dict) -> dict:
     h.v_init = case.get("v_init", -65.0)
     recorded = {"v@soma": soma(0.5)._ref_v, "v@dend": dend(0.95)._ref_v}
     for variable in case.get("record", []):
-        recorded[f"{variable}@soma"] = getattr(soma(0.5), f"_ref_{variable}")
+        # "mechanism.variable" is NEURON's "variable_mechanism"
+        mechanism, _, name = variable.rpartition(".")
+        reference_name = f"_ref_{name}_{mechanism}" if mechanism else f"_ref_{variable}"
+        recorded[f"{variable}@soma"] = getattr(soma(0.5), reference_name)
     vectors = {key: h.Vector().record(reference) for key, reference in recorded.items()}
     h.dt = 0.025
     h.cvode.active(0)
@@ -113,6 +117,11 @@ def _run_case(case: dict) -> dict:
             key = f"{variable}@soma"
             engine_trace = result.records[f"{variable}@{soma_node}"][instance]
             out[key] = max(out.get(key, 0.0), float(np.abs(engine_trace - reference[key]).max()))
+    if case.get("report_ranges"):
+        # NEURON's range and largest magnitude of each trace (for relative tolerances)
+        for key, trace in reference.items():
+            out[f"range:{key}"] = [float(trace.min()), float(trace.max())]
+            out[f"scale:{key}"] = float(np.abs(trace).max())
     v = reference["v@soma"]
     out["neuron_spikes"] = int(np.sum((v[1:] > -20.0) & (v[:-1] <= -20.0)))
     out["engine_spikes"] = int(result.spikes[0].size)

@@ -23,7 +23,17 @@ __all__ = ["NotLinear", "cnexp_update", "is_literal_zero"]
 
 
 class NotLinear(Exception):
-    """The right-hand side is not linear in the state (cnexp does not apply)."""
+    """nocmodl's ``d_invalid``: the derivative by the state cannot be formed by the rules
+    (the state divides, or is inside a call), so nocmodl falls back to derivimplicit."""
+
+
+class _Invalid:
+    """nocmodl's ``eq_invalid``: not of the form ``a*s + b`` (a product of two terms in
+    the state); nocmodl's cnexp then drops ``-b/a`` and writes
+    ``s = s + (1. - exp(dt*(de)))*( - s)``."""
+
+    def __init__(self) -> None:
+        self.equation = False
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,7 @@ def _mentions(expression: Expr, state: str) -> bool:
     return False
 
 
-def _split(expression: Expr, state: str) -> _Parts:
+def _split(expression: Expr, state: str, invalid: _Invalid) -> _Parts:
     if isinstance(expression, Var) and expression.name == state:
         return _Parts(expression, Num(1.0, "1.0"), Num(1.0, "1.0"), None)
     if isinstance(expression, (Num, Var)):
@@ -77,7 +87,7 @@ def _split(expression: Expr, state: str) -> _Parts:
     if isinstance(expression, Unary):
         if expression.op != "-":
             raise NotLinear(state)
-        inner = _split(expression.operand, state)
+        inner = _split(expression.operand, state, invalid)
 
         def neg(part):
             return None if _zero(part) else Unary("-", part)
@@ -85,8 +95,8 @@ def _split(expression: Expr, state: str) -> _Parts:
         return _Parts(Unary("-", inner.expr), neg(inner.de), neg(inner.a), neg(inner.b))
     if not isinstance(expression, Binary):
         raise NotLinear(state)
-    left = _split(expression.left, state)
-    right = _split(expression.right, state)
+    left = _split(expression.left, state, invalid)
+    right = _split(expression.right, state, invalid)
     op = expression.op
     combined = Binary(op, left.expr, right.expr)
     if op in ("+", "-"):
@@ -112,10 +122,10 @@ def _split(expression: Expr, state: str) -> _Parts:
             de = Binary("*", left.expr, right.de)
         else:
             de = None
-        if not _zero(left.a) and not _zero(right.a):
-            raise NotLinear(state)
         a = None
-        if not _zero(left.a):
+        if not _zero(left.a) and not _zero(right.a):
+            invalid.equation = True
+        elif not _zero(left.a):
             if not _zero(right.b):
                 a = Binary("*", left.a, right.b)
         elif not _zero(right.a) and not _zero(left.b):
@@ -123,8 +133,10 @@ def _split(expression: Expr, state: str) -> _Parts:
         b = Binary("*", left.b, right.b) if not _zero(left.b) and not _zero(right.b) else None
         return _Parts(combined, de, a, b)
     if op == "/":
-        if not _zero(right.de) or not _zero(right.a):
+        if not _zero(right.de):
             raise NotLinear(state)
+        if not _zero(right.a):
+            invalid.equation = True
         de = Binary("/", left.de, right.expr) if not _zero(left.de) else None
         a = Binary("/", left.a, right.expr) if not _zero(left.a) else None
         b = Binary("/", left.b, right.expr) if not _zero(left.b) else None
@@ -141,15 +153,19 @@ def cnexp_update(state: Var, rhs: Expr, line: int = 0) -> Assign:
         When ``rhs`` is not linear in the state (nocmodl then falls back to
         derivimplicit).
     """
-    parts = _split(rhs, state.name)
+    invalid = _Invalid()
+    parts = _split(rhs, state.name, invalid)
     if parts.de is not None and _zero(parts.de):
         parts = _Parts(parts.expr, None, parts.a, parts.b)
     b = parts.b if not _zero(parts.b) else Num(0.0, "0.0")
     if parts.de is None:
         # s = s - dt*(- ( b ) )
         return Assign(state, Binary("-", state, Binary("*", Var("dt"), Unary("-", b))), line)
+    decay = Binary("-", Num(1.0, "1."), Call("exp", (Binary("*", Var("dt"), parts.de),)))
+    if invalid.equation:
+        # s = s + (1. - exp(dt*(de)))*( - s)
+        return Assign(state, Binary("+", state, Binary("*", decay, Unary("-", state))), line)
     if _zero(parts.a):
         raise NotLinear(state.name)
     steady = Binary("/", Unary("-", b), parts.a)  # - ( b ) / ( a )
-    decay = Binary("-", Num(1.0, "1."), Call("exp", (Binary("*", Var("dt"), parts.de),)))
     return Assign(state, Binary("+", state, Binary("*", decay, Binary("-", steady, state))), line)

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from . import ir
 from .cnexp import NotLinear, cnexp_update
 from .frontend import ModFile, read_mod
+from .implicit import OdeSystem, derivative_system, emit_system, kinetic_system
 from .parse import NmodlError
 
 __all__ = ["GENERATOR_VERSION", "Translation", "translate", "translate_file"]
 
 #: Bump when the generated code changes, so cached modules are rebuilt.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 SIMULATION = ("t", "dt", "celsius")
 GEOMETRY = ("diam", "area")
@@ -651,6 +652,15 @@ class _Mechanism:
                 self._write(statement.state.name, local_names, defined, result)
             elif isinstance(statement, ir.Local):
                 local_names |= {n for n, _ in statement.names}
+            elif isinstance(statement, OdeSystem):
+                inner = set(local_names) | set(statement.local_names)
+                for name in statement.states:
+                    self._read(ir.Var(name), inner, defined, result)
+                self._effects_statements(statement.body, inner, defined, result)
+                for expression in statement.expressions():
+                    self._read(expression, inner, defined, result)
+                for name in statement.states:
+                    self._write(name, inner, defined, result)
 
 
 # ----------------------------------------------------------------------------- printing
@@ -787,6 +797,8 @@ class _Printer:
             for name, _size in node.names:
                 self.local_names.add(name)
                 self.emit(f"l_{name} = 0.0")
+        elif isinstance(node, OdeSystem):
+            emit_system(self, node)
         elif isinstance(node, (ir.Table, ir.Conductance)):
             pass  # handled by the callers
         elif isinstance(node, ir.DiffEq):
@@ -1108,7 +1120,13 @@ class _Generator:
             if block.kind == "DERIVATIVE":
                 statements = m._unroller.statements(block.body, {})
                 m._check_body(statements, block.name)
-                if solve.method == "cnexp":
+                method = solve.method
+                if solve.steadystate:
+                    m.problems.append(
+                        (f"SOLVE {block.name} STEADYSTATE", solve.line, block.name)
+                    )
+                    continue
+                if method == "cnexp":
                     try:
                         body += self.cnexp(statements)
                         continue
@@ -1117,14 +1135,14 @@ class _Generator:
                             f"{block.name}: not linear in its states; "
                             "derivimplicit is used, as nocmodl does"
                         )
-                        m.problems.append(
-                            (
-                                "DERIVATIVE not linear in its states (derivimplicit)",
-                                block.line,
-                                block.name,
-                            )
+                        method = "derivimplicit"
+                if method in ("derivimplicit", "euler"):
+                    body.append(
+                        derivative_system(
+                            method, block, statements, self._is_state, self.mod.where
                         )
-                        continue
+                    )
+                    continue
                 m.problems.append(
                     (
                         f"METHOD {solve.method or '(none)'} of a DERIVATIVE block",
@@ -1133,14 +1151,25 @@ class _Generator:
                     )
                 )
             elif block.kind == "KINETIC":
-                m.problems.append(
-                    (f"KINETIC block with METHOD {solve.method}", solve.line, block.name)
-                )
+                if solve.method != "sparse" or solve.steadystate:
+                    kind = "STEADYSTATE" if solve.steadystate else "METHOD"
+                    m.problems.append(
+                        (f"KINETIC block with {kind} {solve.method}", solve.line, block.name)
+                    )
+                    continue
+                statements = m._unroller.statements(block.body, {})
+                m._check_body(statements, block.name)
+                body.append(kinetic_system(block, statements, self._is_state, self.mod.where))
             elif block.kind == "PROCEDURE":
                 body.append(ir.CallStatement(ir.Call(block.name, ()), solve.line))
             else:
                 m.problems.append((f"SOLVE of a {block.kind} block", solve.line, block.name))
         return tuple(body)
+
+    def _is_state(self, name: str) -> bool:
+        return self.m.kinds.get(name) == "state" or (
+            self.m.kinds.get(name) == "ion" and name in self.mod.states
+        )
 
     def cnexp(self, statements) -> list[ir.Statement]:
         out: list[ir.Statement] = []
