@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dhs import checks
 from dhs.engine.inputs import poisson_times
 
 __all__ = [
@@ -73,31 +74,14 @@ def _generator(rng: RngLike) -> np.random.Generator:
     """A numpy Generator from a Generator (used as is), a non-negative int seed or None."""
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is not None and (isinstance(rng, bool) or not isinstance(rng, (int, np.integer))):
-        raise ValueError(f"rng must be a numpy Generator, a seed or None, got {rng!r}")
-    if rng is not None and rng < 0:
-        raise ValueError(f"rng seed must be non-negative, got {rng}")
-    return np.random.default_rng(rng)
-
-
-def _count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def _finite(value, name: str, *, positive: bool = False, non_negative: bool = False) -> float:
+    if rng is None:
+        return np.random.default_rng()
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and not number > 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    if non_negative and number < 0:
-        raise ValueError(f"{name} must be non-negative, got {value!r}")
-    return number
+        return np.random.default_rng(checks.non_negative_int("rng seed", rng))
+    except TypeError:
+        raise checks.ArgumentTypeError(
+            f"rng must be a numpy Generator, a seed or None, got {rng!r}"
+        ) from None
 
 
 # ------------------------------------------------------------------------------ geometry
@@ -194,7 +178,7 @@ class SectionTree:
             Dimensionless (0..1) and µm.
         """
         start = self.index(section)
-        x = _finite(x, "x")
+        x = checks.finite_number("x", x)
         if not 0.0 <= x <= 1.0:
             raise ValueError(f"x must lie in [0, 1], got {x}")
         entry_x = np.full(self.n, np.nan)
@@ -243,7 +227,9 @@ class SectionTree:
             section (two only for a section the origin's path runs through the
             middle of), in section order.
         """
-        min_distance = _finite(min_distance, "min_distance", non_negative=True)
+        min_distance = checks.finite_number(
+            "min_distance", min_distance, non_negative=True, unit="µm"
+        )
         entry_x, entry_d = self.distance_profile(*self.origin)
         found: list[tuple[int, float, float]] = []
         for s in np.flatnonzero(self.dendrite).tolist():
@@ -322,14 +308,8 @@ class Sites:
         return [f"{self.tree.names[s]}({x:g})" for s, x in zip(self.section, self.x, strict=True)]
 
     def _indices(self, indices, name: str) -> np.ndarray:
-        indices = np.asarray(indices)
-        if indices.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        if indices.dtype.kind not in "iu":
-            raise ValueError(f"{name} must be integer indices of sites")
-        if indices.min() < 0 or indices.max() >= len(self):
-            raise ValueError(f"{name} must lie in 0..{len(self) - 1}")
-        return indices.astype(np.int64).ravel()
+        """Site indices, flattened, each in ``0..len(self) - 1``."""
+        return checks.index_array(name, np.ravel(indices), len(self))
 
 
 # ------------------------------------------------------------------------------ patterns
@@ -351,7 +331,7 @@ def distributed(sites: Sites, n: int, rng: RngLike = None) -> np.ndarray:
     ndarray of int64, shape (n,)
         Sorted indices into ``sites``.
     """
-    n = _count(n, "n")
+    n = checks.non_negative_int("n", n)
     if n > len(sites):
         raise ValueError(f"n = {n} is more than the {len(sites)} sites")
     chosen = _generator(rng).choice(len(sites), size=n, replace=False)
@@ -400,9 +380,9 @@ def clustered(
         When fewer than ``n`` sites lie around the given centre, or no random centre
         with ``n`` sites around it was found.
     """
-    n = _count(n, "n")
-    length = _finite(length, "length", non_negative=True)
-    max_tries = _count(max_tries, "max_tries")
+    n = checks.non_negative_int("n", n)
+    length = checks.finite_number("length", length, non_negative=True, unit="µm")
+    max_tries = checks.non_negative_int("max_tries", max_tries)
     generator = _generator(rng)
     if n > len(sites):
         raise ValueError(f"n = {n} is more than the {len(sites)} sites")
@@ -490,7 +470,7 @@ class TrialInputs:
         return len(self.sites)
 
     def _trial(self, trial) -> int:
-        trial = _count(trial, "trial")
+        trial = checks.non_negative_int("trial", trial)
         if trial >= self.n_trials:
             raise ValueError(f"trial {trial} does not exist (there are {self.n_trials})")
         return trial
@@ -639,9 +619,9 @@ def trial_inputs(
         pooled.setflags(write=False)
         return pooled
 
-    _finite(activation_weight, "activation_weight", non_negative=True)
-    _finite(background_weight, "background_weight", non_negative=True)
-    _finite(activation_time, "activation_time", non_negative=True)
+    checks.finite_number("activation_weight", activation_weight, non_negative=True, unit="µS")
+    checks.finite_number("background_weight", background_weight, non_negative=True, unit="µS")
+    checks.finite_number("activation_time", activation_time, non_negative=True, unit="ms")
     if background.size and background_rate_hz > 0 and not background_stop > background_start:
         raise ValueError(
             f"background_stop ({background_stop} ms) must be after background_start "
