@@ -253,6 +253,8 @@ def test_hook_in_use_by_someone_else_is_refused(branchy):
     finally:
         pointer.value = None
     assert installed() is None
+    with pytest.warns(RuntimeWarning, match="never installed"):
+        del other  # its hook was set by hand, but the swap itself never installed
 
 
 def test_sparse13_stays_on_after_extracellular_is_gone(branchy, native_runs):
@@ -389,7 +391,7 @@ def _node_kind_param(kind):
 
 
 @pytest.mark.parametrize("kind", [_node_kind_param(k) for k in ("root", "interior")])
-def test_failed_dhs_solve_hands_the_step_to_neuron(branchy, native_runs, kind):
+def test_failed_dhs_solve_hands_the_step_to_neuron(branchy, native_runs, kind, capfd):
     reference = native_runs(branchy, 20.0)
     swap = use_dhs(backend="serial")
     with pytest.raises(RuntimeError, match="NEURON's own solve was used") as failure:
@@ -405,6 +407,9 @@ def test_failed_dhs_solve_hands_the_step_to_neuron(branchy, native_runs, kind):
     assert f"a[{node}]" in str(failure.value.__cause__)
     assert swap.stats.solves == 1
     assert swap.stats.native_solves == run.steps == steps_of(20.0)
+    # Every step failed the same way; the traceback is printed for the first one only.
+    assert capfd.readouterr().err.count("Traceback") == 1
+    assert f"{steps_of(20.0)} DHS solve(s) failed" in str(failure.value)
     assert_identical(run, reference)
 
 
