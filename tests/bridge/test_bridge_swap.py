@@ -10,16 +10,12 @@ comparison asserts that on top of the tolerances below (1e-9 mV, 1e-9 ms).
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from paths import ROOT, SUPPORT
+from child_process import last_json_line
 
 pytest.importorskip("neuron")
 
@@ -361,18 +357,9 @@ nm.reset_neuron(model)
 """
 
 
-def test_cvode_after_install_falls_back_to_neurons_cvode(clean_neuron):
+def test_cvode_after_install_falls_back_to_neurons_cvode(clean_neuron, run_python):
     """Run in a subprocess: the failure is a crash of the whole interpreter."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), str(SUPPORT), *filter(None, [env.get("PYTHONPATH")])]
-    )
-    process = subprocess.run(
-        [sys.executable, "-c", _CVODE_SCRIPT],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert process.returncode == 0, (process.returncode, process.stderr[-2000:])
-    result = json.loads(process.stdout.strip().splitlines()[-1])
+    result = last_json_line(run_python(_CVODE_SCRIPT))
     assert any("CVode" in message for message in result["warnings"])
     assert result["solves"] == result["fixed_step_solves"]  # dhs stopped solving
     assert result["identical"] and result["spikes"] > 0
