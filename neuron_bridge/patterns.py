@@ -10,9 +10,8 @@ Geometry
     each section attaches (``parent_x``) and with which of its own ends
     (``attach_end``, NEURON's ``orientation()``), and which sections are dendrites.
     It computes exact path distances (arc length along the tree; a section is a line of
-    length ``L`` whatever its ``nseg``). NEURON's ``h.distance`` gives the same numbers
-    at nodes (segment centres and section ends) but moves any other point to its
-    segment's centre first, so it cannot resolve positions within a segment.
+    length ``L`` whatever its ``nseg``), also within a segment, where NEURON's
+    ``h.distance`` would move the point to the segment's centre.
     :func:`neuron_bridge.spines.section_tree` builds one from a :class:`~neuron_bridge.Cell`.
 :class:`Sites`
     Points ``(section, x)`` on such a tree with their path distance from the soma:
@@ -30,18 +29,14 @@ Input patterns (each returns indices into a :class:`Sites`, sorted, without repe
     (redrawn while fewer than ``n`` sites lie near it, which steers random clusters away
     from dendritic tips shorter than ``length / 2``).
 
-Trials on one model: the synapse pool
--------------------------------------
-:class:`dhs.engine.Engine` runs N instances of *one* model, so trials that activate
-different synapses cannot have different synapses in the model. :func:`trial_inputs`
-therefore puts every site that any trial uses (activated or background) into one
-*pool*; the model gets a synapse at every pool site, and trial ``q`` is only a set of
-events: its activated pool synapses each receive one event at ``activation_time``, the
-background pool synapses receive seeded Poisson trains
-(:func:`dhs.engine.inputs.poisson_times` with ``instance=q``). The same
-:class:`TrialInputs` feeds the engine (:meth:`TrialInputs.to_engine`, all trials at
-once) and native NEURON (:meth:`TrialInputs.to_neuron`, one trial), which get the same
-events to the bit.
+Trials on one model (:func:`trial_inputs`)
+------------------------------------------
+Every site any trial uses gets a synapse (the *pool*); trial ``q`` is only a set of
+events: one at ``activation_time`` on each activated pool synapse, seeded Poisson trains
+(:func:`dhs.engine.inputs.poisson_times` with ``instance=q``) on the background ones. The
+same :class:`TrialInputs` feeds the engine (:meth:`TrialInputs.to_engine`, all trials)
+and NEURON (:meth:`TrialInputs.to_neuron`, one trial) to the bit. Why a pool:
+``neuron_bridge/DESIGN.md``.
 """
 
 from __future__ import annotations

@@ -1,30 +1,16 @@
 """Swap NEURON's fixed-step tree solve for ``dhs.Solver``.
 
 NEURON's ``nrn_solve`` calls the global hook ``nrn_multisplit_solve_`` instead of its
-own triangularisation and back-substitution when the hook is set (``nrn_solve`` in
-NEURON 9.0.2's ``src/nrnoc/solve.cpp``; builds with NRNMPI, as the wheel, have it).
-:class:`DhsSolve` sets it to a callback that solves the live ``d`` and ``rhs`` in place
-with :class:`dhs.Solver`; NEURON then updates voltages, states, events and recordings
-with all of its own code. The live arrays come, zero-copy, from a block registered with
-NEURON's nonvint block supervisor; ``a`` and ``b`` are read once per topology.
+own triangularisation and back-substitution when the hook is set. :class:`DhsSolve` sets
+it, for the solve of each fixed step only, to a callback that solves NEURON's live ``d``
+and ``rhs`` in place; NEURON does everything else with its own code. How and why:
+``neuron_bridge/DESIGN.md``.
 
-The hook is set only for the solve of a fixed step: the block's conductance callback,
-the last thing NEURON does before ``nrn_solve``, sets it when a step is in progress
-(NEURON's thread time then runs half a step ahead of hoc's ``t``) and every
-precondition holds, and the hook clears it when it returns. It is never left set
-between steps: with it set, switching CVode on crashes NEURON.
-
-Preconditions (NEURON calls the hook only then, or for something else):
-
-* the fixed-step method (CVode uses the same hook for its own solves);
-* one thread;
-* no extracellular mechanism or LinearMechanism (they switch NEURON to sparse13);
-* ``ParallelContext().optimize_node_order()`` equal to 0.
-
-:meth:`DhsSolve.install` raises ``ValueError`` when one fails. If one stops holding
-later (say ``cvode_active(1)`` before the next run), the hook is simply not set and
-NEURON solves by itself, with a warning, so results are never wrong. NEURON's nonvint
-supervisor supports one thread only, so while several run the block is unregistered.
+Preconditions (else NEURON would call the hook for something else, or not at all): the
+fixed-step method, one thread, no extracellular mechanism or LinearMechanism (they switch
+NEURON to sparse13), and ``ParallelContext().optimize_node_order()`` equal to 0.
+:meth:`DhsSolve.install` raises ``ValueError`` when one fails; if one stops holding later,
+NEURON solves by itself, with a warning, so results are never wrong.
 """
 
 from __future__ import annotations
