@@ -62,15 +62,6 @@ def test_bad_argument_is_refused_at_the_call(
     assert supervisor.call == blocks_before
 
 
-def test_cuda_without_a_gpu_is_refused_at_the_call(clean_neuron):
-    import dhs
-
-    if dhs.gpu_available():
-        pytest.skip("a GPU is present")
-    with pytest.raises(ValueError, match="needs an NVIDIA GPU"):
-        use_dhs(backend="cuda")
-
-
 def test_good_arguments_are_kept_in_canonical_form(clean_neuron):
     with use_dhs(backend="serial", threads=np.int64(8), dtype="float32", shadow=np.bool_(True),
                  workers=2) as swap:  # fmt: skip

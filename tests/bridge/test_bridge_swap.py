@@ -24,7 +24,7 @@ from neuron import nonvint_block_supervisor as supervisor
 
 import dhs
 from neuron_bridge import DhsSolve, _nrn, check_preconditions, installed, use_dhs
-from neuron_models import BACKENDS, DT, V_INIT, advance_to, simulate
+from neuron_models import BACKENDS, DT, V_INIT, advance_to, restore_solve_settings, simulate
 
 TRACE_TOLERANCE_MV = 1e-9
 SPIKE_TOLERANCE_MS = 1e-9
@@ -198,10 +198,7 @@ PRECONDITIONS = {
 
 def _restore(model):
     """Undo the flags (the fixture's reset does it too, but not before the asserts)."""
-    h.cvode_active(0)
-    parallel = h.ParallelContext()
-    parallel.nthread(1)
-    parallel.optimize_node_order(0)
+    restore_solve_settings()
 
 
 @pytest.mark.parametrize("name", list(PRECONDITIONS))
