@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+from neuron import h
 
 import child_process
+import pyramid_cells
 
 # =========================================================================================
 # Argument checks and warnings of use_dhs and extract (test_bridge_arguments.py,
-# test_bridge_swap.py, test_bridge_extract.py)
+# test_bridge_swap.py, test_bridge_extract.py), and the cells of test_spines.py
 # =========================================================================================
 
 
@@ -48,6 +50,28 @@ def caught_runtime_warnings() -> Callable:
                 )
 
     return catch
+
+
+@pytest.fixture
+def passive_pyramid(clean_neuron) -> Callable:
+    """``passive_pyramid(segment_length=None)``: NEURON's demo pyramid, passive everywhere
+    (``pyramid_cells.passive_pyramid``), in a NEURON reset before and after the test."""
+    return pyramid_cells.passive_pyramid
+
+
+@pytest.fixture
+def active_pyramid(clean_neuron) -> Callable:
+    """``active_pyramid(segment_length=40)``: the demo pyramid with an hh soma and passive
+    dendrites (``pyramid_cells.active_pyramid``)."""
+    return pyramid_cells.active_pyramid
+
+
+@pytest.fixture
+def no_hh_tables(clean_neuron) -> Iterator[None]:
+    """``usetable_hh = 0`` for the test (hh's rate tables off), 1 again afterwards."""
+    h.usetable_hh = 0
+    yield
+    h.usetable_hh = 1
 
 
 # ======================================================================= end of that block
