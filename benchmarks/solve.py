@@ -2,8 +2,8 @@
 
 Everything is measured side by side in one run on batches of a CA1-sized cell, and
 reported as ns per node and as ratios, with the machine's copy bandwidth measured in
-the same run for the bandwidth bound (48 B/node: read a, b, d, rhs; write d, rhs;
-REFERENCE.md §3). Results go to a JSON file with machine and device information.
+the same run for the bandwidth bound (48 B/node in float64: a, b, d and rhs read, d and
+rhs written, 8 B each). Results go to a JSON file with machine and device information.
 
 Reproduce with ``dhs bench`` (or ``python3 tasks.py bench``).
 """

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 
+from .checks import one_of
+
 __all__ = ["BACKENDS", "cuda_simulator_enabled", "gpu_available", "resolve_backend"]
 
 BACKENDS = ("auto", "serial", "cpu", "cuda")
@@ -46,8 +48,7 @@ def resolve_backend(backend: str) -> str:
     ValueError
         For an unknown name, or ``"cuda"`` when neither a GPU nor the simulator is there.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    one_of("backend", backend, BACKENDS)
     if backend == "auto":
         return "cuda" if gpu_available() else "cpu"
     if backend == "cuda" and not (gpu_available() or cuda_simulator_enabled()):

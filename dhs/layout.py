@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import instance_of, thread_count
 from .schedule import schedule
 from .tree import Tree
 
@@ -88,6 +89,8 @@ def dhs_layout(tree: Tree, threads: int) -> Layout:
     threads : int
         k for the per-component Hu schedules.
     """
+    instance_of("tree", tree, Tree, "a dhs.Tree")
+    threads = thread_count("threads", threads)
     node_of = np.empty(tree.n, np.int64)
     node_ptr = np.zeros(tree.n_components + 1, np.int64)
     step_lo_parts, step_hi_parts = [], []
@@ -127,4 +130,4 @@ def dhs_layout(tree: Tree, threads: int) -> Layout:
     )
     for array in arrays.values():
         array.setflags(write=False)
-    return Layout(threads=int(threads), **arrays)
+    return Layout(threads=threads, **arrays)

@@ -18,12 +18,12 @@ from functools import cached_property
 import numba
 import numpy as np
 
+from .checks import instance_of, thread_count
 from .tree import Tree
 
 __all__ = [
     "Schedule",
     "breadth_first_level_steps",
-    "check_threads",
     "lower_bound",
     "schedule",
 ]
@@ -74,7 +74,8 @@ def lower_bound(tree: Tree, threads: int) -> int:
 
     ``Q_h`` counts nodes with depth >= h. Hu's algorithm attains this bound.
     """
-    threads = check_threads(threads)
+    instance_of("tree", tree, Tree, "a dhs.Tree")
+    threads = thread_count("threads", threads)
     per_depth = np.bincount(tree.depth)
     at_or_below = np.cumsum(per_depth[::-1])[::-1]  # Q_h for h = 0..height
     heights = np.arange(per_depth.size)
@@ -88,7 +89,8 @@ def breadth_first_level_steps(tree: Tree, threads: int) -> int:
     solver does. It is not optimal; the gap to :func:`lower_bound` is what Hu's
     algorithm buys.
     """
-    threads = check_threads(threads)
+    instance_of("tree", tree, Tree, "a dhs.Tree")
+    threads = thread_count("threads", threads)
     per_depth = np.bincount(tree.depth)
     return int(np.sum(-(-per_depth // threads)))
 
@@ -117,20 +119,14 @@ def schedule(tree: Tree, threads: int = 32) -> Schedule:
     -------
     Schedule
     """
-    threads = check_threads(threads)
+    instance_of("tree", tree, Tree, "a dhs.Tree")
+    threads = thread_count("threads", threads)
     order, step_ptr = _hu(tree.parent, tree.depth, tree.n_children, threads, tree.height)
     for array in (order, step_ptr):
         array.setflags(write=False)
     return Schedule(
         order=order, step_ptr=step_ptr, threads=threads, lower_bound=lower_bound(tree, threads)
     )
-
-
-def check_threads(threads: int) -> int:
-    """``threads`` as an int, or ValueError unless it is a positive integer."""
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    return int(threads)
 
 
 @numba.njit(cache=True)

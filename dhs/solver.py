@@ -10,17 +10,17 @@ from functools import cached_property
 
 import numpy as np
 
+from . import checks
 from .backends import resolve_backend
 from .layout import Layout, dhs_layout
 from .matrix import System, check_system, diagnose_failure
-from .schedule import Schedule, check_threads, schedule
+from .schedule import Schedule, schedule
 from .solvers import cpu as cpu_solver
 from .solvers import serial as serial_solver
 from .tree import Tree
 
 __all__ = ["Solver", "solve"]
 
-_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 _NO_ROWS = np.empty(0, np.int64)
 
 
@@ -62,14 +62,12 @@ class Solver:
         workers: int | None = None,
         tile: int | None = None,
     ):
-        if not isinstance(tree, Tree):
-            raise ValueError(f"tree must be a dhs.Tree, got {type(tree).__name__}")
-        if np.dtype(dtype) not in _DTYPES:
-            raise ValueError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
-        self.tree = tree
-        self.dtype = np.dtype(dtype)
+        self.tree = checks.instance_of("tree", tree, Tree, "a dhs.Tree")
+        self.dtype = checks.float_dtype("dtype", dtype)
+        self.threads = checks.thread_count("threads", threads)
+        workers = checks.optional_positive_int("workers", workers)
+        tile = checks.optional_positive_int("tile", tile)
         self.backend = resolve_backend(backend)
-        self.threads = check_threads(threads)
         if self.backend == "serial":
             self._engine = _SerialEngine(tree)
         elif self.backend == "cpu":
@@ -138,7 +136,7 @@ class Solver:
     def _output(self, system: System, rhs, out, inplace: bool) -> np.ndarray:
         """The (batch, n) array that receives x, as a view of ``out`` or ``rhs`` if asked."""
         expected = system.rhs.shape if system.batched else (self.tree.n,)
-        if inplace:
+        if checks.boolean("inplace", inplace):
             if out is not None:
                 raise ValueError("give either out= or inplace=True, not both")
             out = rhs
@@ -194,11 +192,6 @@ class _CpuEngine:
 
         self.tree = tree
         self.dtype = dtype
-        for name, value in (("workers", workers), ("tile", tile)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
-            ):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.max_workers = int(workers) if workers is not None else numba.get_num_threads()
         self.workers_given = workers is not None
         self.tile = int(tile) if tile is not None else cpu_solver.DEFAULT_TILE

@@ -1,7 +1,7 @@
 """NEURON internals reached through ctypes: the solve hook and the flags it depends on.
 
 All of these symbols are exported by the ``neuron`` wheel's ``libnrniv`` (checked with
-NEURON 9.0.2; REFERENCE.md §5). Nothing else in :mod:`neuron_bridge` touches ctypes.
+NEURON 9.0.2: ``nm -D libnrniv.so``). Nothing else in :mod:`neuron_bridge` touches ctypes.
 """
 
 from __future__ import annotations
@@ -105,6 +105,16 @@ def thread_count() -> int:
 def uses_sparse13() -> bool:
     """True once NEURON has switched to its general sparse solver (extracellular etc.)."""
     return bool(_int("use_sparse13"))
+
+
+def initialize_count() -> int:
+    """``_ninits``: how many times ``finitialize`` has run in this process."""
+    return _int("_ninits")
+
+
+def structure_version() -> int:
+    """``structure_change_cnt``: changes when sections, nseg or mechanisms change."""
+    return _int("structure_change_cnt")
 
 
 def matrix_version() -> tuple[int, ...]:

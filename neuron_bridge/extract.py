@@ -10,11 +10,14 @@ the topology is set up. ``d`` and ``rhs`` are the system NEURON solves in a fixe
 only right after it assembled them: :func:`extract` calls ``h.fcurrent()`` for that
 (``assemble=True``), which evaluates currents and conductances at the present state and
 time. After an ``h.fadvance()``, NEURON's own storage holds the triangularised ``d``
-and the solution in ``rhs``, so reading them then gives no system at all.
+and the solution in ``rhs``, so reading them then gives no system at all. Before the
+first ``h.finitialize``, or after sections, ``nseg`` or mechanisms changed since the
+last one, the mechanisms' states are not initialized and :func:`extract` warns.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -22,10 +25,38 @@ import numpy as np
 from neuron import h
 
 import dhs
+from dhs import checks
 
 from . import _nrn
 
 __all__ = ["HinesSystem", "NodeMap", "extract", "node_map"]
+
+
+class _InitializeWatch:
+    """Remembers NEURON's structure counter at every ``finitialize`` of this process.
+
+    Registered once, when this module is imported; ``finitialize`` calls made before that
+    are known only through NEURON's own count of them (``_ninits``).
+    """
+
+    def __init__(self):
+        self.structure_at_initialize: int | None = None
+        self._handler = h.FInitializeHandler(1, self._record)
+
+    def _record(self) -> None:
+        self.structure_at_initialize = _nrn.structure_version()
+
+    def problem(self) -> str | None:
+        """Why d and rhs are not valid now, or None (call after the nodes are set up)."""
+        if _nrn.initialize_count() == 0:
+            return "h.finitialize() has not been called yet"
+        seen = self.structure_at_initialize
+        if seen is not None and seen != _nrn.structure_version():
+            return "sections, nseg or inserted mechanisms changed since the last h.finitialize()"
+        return None
+
+
+_WATCH = _InitializeWatch()
 
 
 @dataclass(frozen=True)
@@ -144,12 +175,28 @@ def extract(assemble: bool = True) -> HinesSystem:
     Returns
     -------
     HinesSystem
+
+    Warns
+    -----
+    RuntimeWarning
+        When ``h.finitialize()`` has not run since the model was built or its structure
+        last changed: the mechanisms' states are not initialized, so ``d`` and ``rhs``
+        are not the system NEURON will solve (``a`` and ``b`` are valid).
     """
+    assemble = checks.boolean("assemble", assemble)
     if not any(True for _ in h.allsec()):
         raise ValueError("the NEURON model has no sections")
     if assemble:
         h.fcurrent()
     nodes = node_map()
+    problem = _WATCH.problem()
+    if problem is not None:
+        warnings.warn(
+            f"extract(): {problem}, so the mechanisms' states are not initialized and d "
+            "and rhs are not yet valid (a and b are); call h.finitialize(v_init) first",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     a, b = read_coupling(nodes)
     segments = nodes.segments()
     d = np.array([h.fmatrix(segment, 2) for segment in segments])

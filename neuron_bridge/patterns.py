@@ -10,9 +10,8 @@ Geometry
     each section attaches (``parent_x``) and with which of its own ends
     (``attach_end``, NEURON's ``orientation()``), and which sections are dendrites.
     It computes exact path distances (arc length along the tree; a section is a line of
-    length ``L`` whatever its ``nseg``). NEURON's ``h.distance`` gives the same numbers
-    at nodes (segment centres and section ends) but moves any other point to its
-    segment's centre first, so it cannot resolve positions within a segment.
+    length ``L`` whatever its ``nseg``), also within a segment, where NEURON's
+    ``h.distance`` would move the point to the segment's centre.
     :func:`neuron_bridge.spines.section_tree` builds one from a :class:`~neuron_bridge.Cell`.
 :class:`Sites`
     Points ``(section, x)`` on such a tree with their path distance from the soma:
@@ -30,18 +29,14 @@ Input patterns (each returns indices into a :class:`Sites`, sorted, without repe
     (redrawn while fewer than ``n`` sites lie near it, which steers random clusters away
     from dendritic tips shorter than ``length / 2``).
 
-Trials on one model: the synapse pool
--------------------------------------
-:class:`dhs.engine.Engine` runs N instances of *one* model, so trials that activate
-different synapses cannot have different synapses in the model. :func:`trial_inputs`
-therefore puts every site that any trial uses (activated or background) into one
-*pool*; the model gets a synapse at every pool site, and trial ``q`` is only a set of
-events: its activated pool synapses each receive one event at ``activation_time``, the
-background pool synapses receive seeded Poisson trains
-(:func:`dhs.engine.inputs.poisson_times` with ``instance=q``). The same
-:class:`TrialInputs` feeds the engine (:meth:`TrialInputs.to_engine`, all trials at
-once) and native NEURON (:meth:`TrialInputs.to_neuron`, one trial), which get the same
-events to the bit.
+Trials on one model (:func:`trial_inputs`)
+------------------------------------------
+Every site any trial uses gets a synapse (the *pool*); trial ``q`` is only a set of
+events: one at ``activation_time`` on each activated pool synapse, seeded Poisson trains
+(:func:`dhs.engine.inputs.poisson_times` with ``instance=q``) on the background ones. The
+same :class:`TrialInputs` feeds the engine (:meth:`TrialInputs.to_engine`, all trials)
+and NEURON (:meth:`TrialInputs.to_neuron`, one trial) to the bit. Why a pool:
+``neuron_bridge/DESIGN.md``.
 """
 
 from __future__ import annotations
@@ -53,6 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dhs import checks
 from dhs.engine.inputs import poisson_times
 
 __all__ = [
@@ -73,31 +69,14 @@ def _generator(rng: RngLike) -> np.random.Generator:
     """A numpy Generator from a Generator (used as is), a non-negative int seed or None."""
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is not None and (isinstance(rng, bool) or not isinstance(rng, (int, np.integer))):
-        raise ValueError(f"rng must be a numpy Generator, a seed or None, got {rng!r}")
-    if rng is not None and rng < 0:
-        raise ValueError(f"rng seed must be non-negative, got {rng}")
-    return np.random.default_rng(rng)
-
-
-def _count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def _finite(value, name: str, *, positive: bool = False, non_negative: bool = False) -> float:
+    if rng is None:
+        return np.random.default_rng()
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and not number > 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    if non_negative and number < 0:
-        raise ValueError(f"{name} must be non-negative, got {value!r}")
-    return number
+        return np.random.default_rng(checks.non_negative_int("rng seed", rng))
+    except TypeError:
+        raise checks.ArgumentTypeError(
+            f"rng must be a numpy Generator, a seed or None, got {rng!r}"
+        ) from None
 
 
 # ------------------------------------------------------------------------------ geometry
@@ -194,7 +173,7 @@ class SectionTree:
             Dimensionless (0..1) and µm.
         """
         start = self.index(section)
-        x = _finite(x, "x")
+        x = checks.finite_number("x", x)
         if not 0.0 <= x <= 1.0:
             raise ValueError(f"x must lie in [0, 1], got {x}")
         entry_x = np.full(self.n, np.nan)
@@ -243,7 +222,9 @@ class SectionTree:
             section (two only for a section the origin's path runs through the
             middle of), in section order.
         """
-        min_distance = _finite(min_distance, "min_distance", non_negative=True)
+        min_distance = checks.finite_number(
+            "min_distance", min_distance, non_negative=True, unit="µm"
+        )
         entry_x, entry_d = self.distance_profile(*self.origin)
         found: list[tuple[int, float, float]] = []
         for s in np.flatnonzero(self.dendrite).tolist():
@@ -322,14 +303,8 @@ class Sites:
         return [f"{self.tree.names[s]}({x:g})" for s, x in zip(self.section, self.x, strict=True)]
 
     def _indices(self, indices, name: str) -> np.ndarray:
-        indices = np.asarray(indices)
-        if indices.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        if indices.dtype.kind not in "iu":
-            raise ValueError(f"{name} must be integer indices of sites")
-        if indices.min() < 0 or indices.max() >= len(self):
-            raise ValueError(f"{name} must lie in 0..{len(self) - 1}")
-        return indices.astype(np.int64).ravel()
+        """Site indices, flattened, each in ``0..len(self) - 1``."""
+        return checks.index_array(name, np.ravel(indices), len(self))
 
 
 # ------------------------------------------------------------------------------ patterns
@@ -351,7 +326,7 @@ def distributed(sites: Sites, n: int, rng: RngLike = None) -> np.ndarray:
     ndarray of int64, shape (n,)
         Sorted indices into ``sites``.
     """
-    n = _count(n, "n")
+    n = checks.non_negative_int("n", n)
     if n > len(sites):
         raise ValueError(f"n = {n} is more than the {len(sites)} sites")
     chosen = _generator(rng).choice(len(sites), size=n, replace=False)
@@ -400,9 +375,9 @@ def clustered(
         When fewer than ``n`` sites lie around the given centre, or no random centre
         with ``n`` sites around it was found.
     """
-    n = _count(n, "n")
-    length = _finite(length, "length", non_negative=True)
-    max_tries = _count(max_tries, "max_tries")
+    n = checks.non_negative_int("n", n)
+    length = checks.finite_number("length", length, non_negative=True, unit="µm")
+    max_tries = checks.non_negative_int("max_tries", max_tries)
     generator = _generator(rng)
     if n > len(sites):
         raise ValueError(f"n = {n} is more than the {len(sites)} sites")
@@ -490,7 +465,7 @@ class TrialInputs:
         return len(self.sites)
 
     def _trial(self, trial) -> int:
-        trial = _count(trial, "trial")
+        trial = checks.non_negative_int("trial", trial)
         if trial >= self.n_trials:
             raise ValueError(f"trial {trial} does not exist (there are {self.n_trials})")
         return trial
@@ -639,9 +614,9 @@ def trial_inputs(
         pooled.setflags(write=False)
         return pooled
 
-    _finite(activation_weight, "activation_weight", non_negative=True)
-    _finite(background_weight, "background_weight", non_negative=True)
-    _finite(activation_time, "activation_time", non_negative=True)
+    checks.finite_number("activation_weight", activation_weight, non_negative=True, unit="µS")
+    checks.finite_number("background_weight", background_weight, non_negative=True, unit="µS")
+    checks.finite_number("activation_time", activation_time, non_negative=True, unit="ms")
     if background.size and background_rate_hz > 0 and not background_stop > background_start:
         raise ValueError(
             f"background_stop ({background_stop} ms) must be after background_start "

@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from neuron import h
 
+from dhs import checks
+
 from .morphology import Cell
 from .patterns import SectionTree, Sites
 
@@ -74,16 +76,7 @@ MODES = ("full", "few")
 
 def _number(value, name: str, *, positive: bool = False) -> float:
     """A finite float, positive or non-negative, else ValueError naming the parameter."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or (number <= 0 if positive else number < 0):
-        raise ValueError(
-            f"{name} must be a {'positive' if positive else 'non-negative'} finite number, "
-            f"got {value!r}"
-        )
-    return number
+    return checks.finite_number(name, value, positive=positive, non_negative=not positive)
 
 
 @dataclass(frozen=True)
@@ -194,8 +187,7 @@ def spine_sites(cell: Cell, params: SpineParameters | None = None, *, seed: int 
         ``floor(density * qualifying_length + 0.5)`` sites, sorted by section and x.
     """
     params = SpineParameters() if params is None else params
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = checks.non_negative_int("seed", seed)
     tree = section_tree(cell)
     section, start, stop = tree.spiny_intervals(params.min_distance)
     lengths = (stop - start) * tree.length[section]

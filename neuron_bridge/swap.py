@@ -1,42 +1,33 @@
 """Swap NEURON's fixed-step tree solve for ``dhs.Solver``.
 
 NEURON's ``nrn_solve`` calls the global hook ``nrn_multisplit_solve_`` instead of its
-own triangularisation and back-substitution when the hook is set (REFERENCE.md §5).
-:class:`DhsSolve` sets it to a callback that solves the live ``d`` and ``rhs`` in place
-with :class:`dhs.Solver`; NEURON then updates voltages, states, events and recordings
-with all of its own code. The live arrays come, zero-copy, from a block registered with
-NEURON's nonvint block supervisor; ``a`` and ``b`` are read once per topology.
+own triangularisation and back-substitution when the hook is set. :class:`DhsSolve` sets
+it, for the solve of each fixed step only, to a callback that solves NEURON's live ``d``
+and ``rhs`` in place; NEURON does everything else with its own code. How and why:
+``neuron_bridge/DESIGN.md``.
 
-The hook is set only for the solve of a fixed step: the block's conductance callback,
-the last thing NEURON does before ``nrn_solve``, sets it when a step is in progress
-(NEURON's thread time then runs half a step ahead of hoc's ``t``) and every
-precondition holds, and the hook clears it when it returns. It is never left set
-between steps: with it set, switching CVode on crashes NEURON.
-
-Preconditions (NEURON calls the hook only then, or for something else):
-
-* the fixed-step method (CVode uses the same hook for its own solves);
-* one thread;
-* no extracellular mechanism or LinearMechanism (they switch NEURON to sparse13);
-* ``ParallelContext().optimize_node_order()`` equal to 0.
-
-:meth:`DhsSolve.install` raises ``ValueError`` when one fails. If one stops holding
-later (say ``cvode_active(1)`` before the next run), the hook is simply not set and
-NEURON solves by itself, with a warning, so results are never wrong. NEURON's nonvint
-supervisor supports one thread only, so while several run the block is unregistered.
+Preconditions (else NEURON would call the hook for something else, or not at all): the
+fixed-step method, one thread, no extracellular mechanism or LinearMechanism (they switch
+NEURON to sparse13), and ``ParallelContext().optimize_node_order()`` equal to 0.
+:meth:`DhsSolve.install` raises ``ValueError`` when one fails; if one stops holding later,
+NEURON solves by itself, with a warning, so results are never wrong.
 """
 
 from __future__ import annotations
 
+import sys
 import traceback
 import warnings
+import weakref
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from neuron import h
 from neuron import nonvint_block_supervisor as supervisor
 
 import dhs
+from dhs import checks
 
 from . import _nrn
 from .extract import node_map, read_coupling
@@ -44,6 +35,9 @@ from .extract import node_map, read_coupling
 __all__ = ["DhsSolve", "SolveStats", "check_preconditions", "installed", "use_dhs"]
 
 _INSTALLED: DhsSolve | None = None
+
+# Options of dhs.Solver that a swap passes on (the others are use_dhs's own).
+SOLVER_OPTIONS = ("workers", "tile")
 
 
 @dataclass
@@ -105,7 +99,9 @@ class DhsSolve:
     """Route every fixed-step NEURON solve through :class:`dhs.Solver`.
 
     Use as a context manager (``with use_dhs(): h.run()``) or with
-    :meth:`install` / :meth:`uninstall`.
+    :meth:`install` / :meth:`uninstall`. Arguments are checked when it is created. One
+    that is never installed warns once (``RuntimeWarning``, pointing at the line that
+    created it): at the next ``h.finitialize()``, or when it is garbage-collected.
 
     Parameters
     ----------
@@ -130,10 +126,19 @@ class DhsSolve:
         shadow: bool = False,
         **solver_options,
     ):
+        # Every argument is checked here, at the call: never in a step's callback.
+        self.threads = checks.thread_count("threads", threads)
+        self.dtype = checks.float_dtype("dtype", dtype)
+        self.shadow = checks.boolean("shadow", shadow)
+        unknown = sorted(set(solver_options) - set(SOLVER_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"use_dhs() got unknown option(s) {unknown}; it takes backend, threads, "
+                f"dtype, shadow and the dhs.Solver options {list(SOLVER_OPTIONS)}"
+            )
+        for name, value in solver_options.items():
+            checks.optional_positive_int(name, value)
         self.backend = dhs.resolve_backend(backend)
-        self.threads = threads
-        self.dtype = np.dtype(dtype)
-        self.shadow = shadow
         self.solver_options = solver_options
         self.stats = SolveStats()
         self._solver: dhs.Solver | None = None
@@ -142,21 +147,26 @@ class DhsSolve:
         self._live: dict[str, np.ndarray] = {}
         # The supervisor's callback slots: setup, initialize, current, conductance,
         # fixed_step_solve (end of a step), then six for CVode that stay empty.
-        self._block = [None, None, self._on_current, self._on_conductance, self._on_step_end]
-        self._block += [None] * 6
+        # The callbacks hold the swap weakly: a swap nobody keeps is collected at once,
+        # which is what lets an unused use_dhs() warn right where it was called.
+        self._block = [None, None, _weakly(self._on_current), _weakly(self._on_conductance)]
+        self._block += [_weakly(self._on_step_end)] + [None] * 6
         self._registered = False
         self._solved_this_step = False
         self._saved_rhs = np.empty(0)
-        self._hook = _nrn.HookFunction(self._on_solve)
+        self._hook = _nrn.HookFunction(_weakly(self._on_solve, otherwise=_nrn.native_solve))
         self._initialize_handler = None
         self._error: BaseException | None = None
+        self._failed_solves = 0
         self._warned: set[str] = set()
+        self._use = _Use.record(self)
 
     # ------------------------------------------------------------------ install
     def install(self) -> DhsSolve:
         """Start routing fixed-step solves through dhs. Raises ValueError if a
         precondition fails now."""
         global _INSTALLED
+        self._use.mark_installed()  # tried: a failure below raises, which says enough
         if _INSTALLED is not None:
             raise ValueError("a DHS solve is already installed; uninstall it first")
         problems = check_preconditions()
@@ -168,7 +178,7 @@ class DhsSolve:
                 "(multisplit?); the DHS solve cannot share it"
             )
         self._register(True)
-        self._initialize_handler = h.FInitializeHandler(0, self._on_initialize)
+        self._initialize_handler = h.FInitializeHandler(0, _weakly(self._on_initialize))
         self._version = None
         _INSTALLED = self
         return self
@@ -215,8 +225,10 @@ class DhsSolve:
         """Re-raise an error met inside a solve (that solve was done by NEURON)."""
         if self._error is not None:
             error, self._error = self._error, None
+            failed, self._failed_solves = self._failed_solves, 0
             raise RuntimeError(
-                "a DHS solve failed and NEURON's own solve was used instead"
+                f"{failed} DHS solve(s) failed and NEURON's own solve was used instead; "
+                "the first failure is shown above"
             ) from error
 
     # ------------------------------------------------------------------ callbacks
@@ -264,8 +276,10 @@ class DhsSolve:
             self.stats.solves += 1
             self._solved_this_step = True
         except BaseException as error:  # never return with an unsolved system
-            self._error = error
-            traceback.print_exc()
+            self._failed_solves += 1
+            if self._error is None:  # the first failure only: a step can repeat it forever
+                self._error = error
+                traceback.print_exc()
             if self._saved_rhs.shape == self._live["rhs"].shape:
                 np.copyto(self._live["rhs"], self._saved_rhs)  # ours may have written
             _nrn.native_solve()
@@ -313,6 +327,76 @@ class DhsSolve:
             warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
+def _weakly(method, otherwise=None):
+    """A function that calls ``method`` without keeping its object alive.
+
+    Once the object is gone it calls ``otherwise`` (if any) instead.
+    """
+    reference = weakref.WeakMethod(method)
+
+    def call(*args):
+        target = reference()
+        if target is not None:
+            return target(*args)
+        if otherwise is not None:
+            return otherwise()
+        return None
+
+    return call
+
+
+class _Use:
+    """Whether a swap was ever installed, kept apart from the swap so that it outlives it.
+
+    A swap that is never installed warns once: at the first ``finitialize`` after its
+    creation (``swap = use_dhs(); h.run()``), or when it is collected (a bare
+    ``use_dhs()`` statement), whichever comes first. The warning points at the line that
+    created it.
+    """
+
+    _pending: ClassVar[dict[int, _Use]] = {}
+    _watch: ClassVar[object] = None  # one FInitializeHandler for all swaps
+
+    def __init__(self, filename: str, line: int):
+        self.filename = filename
+        self.line = line
+        self.done = False  # installed, or warned about
+
+    @classmethod
+    def record(cls, swap: DhsSolve) -> _Use:
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename == __file__:
+            frame = frame.f_back  # past use_dhs and DhsSolve to the caller's line
+        filename, line = (frame.f_code.co_filename, frame.f_lineno) if frame else ("?", 0)
+        use = cls(filename, line)
+        cls._pending[id(use)] = use
+        weakref.finalize(swap, use.warn_if_unused, "was never installed")
+        if cls._watch is None:
+            cls._watch = h.FInitializeHandler(0, cls._at_initialize)
+        return use
+
+    @classmethod
+    def _at_initialize(cls) -> None:
+        for use in list(cls._pending.values()):
+            use.warn_if_unused("is not installed while h.finitialize() runs")
+
+    def mark_installed(self) -> None:
+        self.done = True
+        self._pending.pop(id(self), None)
+
+    def warn_if_unused(self, what: str) -> None:
+        if self.done:
+            return
+        self.mark_installed()
+        warnings.warn_explicit(
+            f"the DHS swap created here {what}, so NEURON solves by itself; use it as "
+            "`with use_dhs(...): h.run()` or call .install() and .uninstall()",
+            RuntimeWarning,
+            self.filename,
+            self.line,
+        )
+
+
 def use_dhs(
     backend: str = "auto",
     threads: int = 32,
@@ -322,7 +406,16 @@ def use_dhs(
 ) -> DhsSolve:
     """Context manager: ``with use_dhs(): h.run()`` solves every fixed step with DHS.
 
-    See :class:`DhsSolve` for the parameters and the preconditions.
+    See :class:`DhsSolve` for the parameters and the preconditions. Every argument is
+    checked here; a swap that is never installed warns once (see :class:`DhsSolve`).
+
+    Raises
+    ------
+    ValueError
+        For a bad backend, ``threads``, ``dtype``, ``shadow``, ``workers`` or ``tile``
+        (a wrong type also is a ``TypeError``), or ``backend="cuda"`` without a GPU.
+    TypeError
+        For an option that neither use_dhs nor :class:`dhs.Solver` takes.
     """
     return DhsSolve(backend=backend, threads=threads, dtype=dtype, shadow=shadow, **solver_options)
 

@@ -1,22 +1,15 @@
 """The fast exact CPU solves. Matrix convention: :mod:`dhs.matrix`.
 
-A serial Hines solve is limited by its chain of dependent divides, not by memory.
-Both kernels here break the chain by working on independent systems side by side,
-parallel over work items with ``prange``; :class:`dhs.solver.Solver` picks one.
+Both kernels solve independent systems side by side, parallel over work items with
+``prange``; :class:`dhs.solver.Solver` picks one (why: ``dhs/DESIGN.md``).
 
-* :func:`tiled_solve`, for batches of at least :data:`WIDTH` systems: a tile of
-  ``WIDTH`` systems is gathered node-major into per-thread scratch (node by node, so
-  the reads are ``WIDTH`` sequential streams), solved with inner loops over the tile
-  that the compiler vectorises (SIMD divides), and scattered back. The scratch stays
-  in cache, so memory traffic is d and rhs read once and x written once.
-* :func:`interleaved_solve`, for fewer systems: the systems are solved in place in
-  the output rows, interleaved node by node. Its work items are whole cells, so the
-  cells of a forest spread over the cores.
+* :func:`tiled_solve`, for batches of at least :data:`WIDTH` systems: tiles of ``WIDTH``
+  systems gathered node-major into per-thread scratch, solved with vectorised inner
+  loops over the tile, scattered back.
+* :func:`interleaved_solve`, for fewer systems: solved in place in the output rows,
+  interleaved node by node, with whole cells as work items.
 
-Both walk the nodes in a parent-before-child order close to memory order (NEURON's own
-numbering is one). The DHS step order was measured too: it exposes independent nodes,
-but its scattered access lost to memory order on every size tried here (3x slower for
-a single 10^5-node cell), so on the CPU it is left to the GPU layout.
+Both walk the nodes in a parent-before-child order close to memory order.
 """
 
 from __future__ import annotations

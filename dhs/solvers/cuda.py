@@ -1,27 +1,13 @@
 """Numba CUDA kernels for the DHS solve. Matrix convention: :mod:`dhs.matrix`.
 
-Design, and where it goes beyond DeepDendrite's kernel (REFERENCE.md §1):
-
-* **Work unit**: one component (cell) of one system of the batch, run by ``threads``
-  lanes. A block holds ``groups`` units of the same component, so small cells are
-  packed several to a block; all groups of a block walk the same step table.
-* **Steps**: each elimination step of the component's Hu schedule
-  (:mod:`dhs.layout`) is a contiguous run of new indices, lane t takes the t-th node,
-  so active lanes form a prefix and loads are contiguous. ``syncthreads`` separates
-  steps: lockstep warps are not assumed (they are not guaranteed since Volta).
-* **Parent pulls from children**: when node j is eliminated it subtracts the
-  contributions of its (already eliminated) children in a fixed order. Siblings never
-  write the same parent, so no atomics are needed and results are bitwise
-  reproducible from run to run.
-* **Shared memory**: when a cell's d and rhs fit (``shared_memory_bytes``) they are
-  staged in shared memory, gathered from the caller's numbering on the way in and
-  scattered back on the way out; every step then runs in shared memory. Larger cells
-  take the global-memory path, with the DHS-ordered copies in global scratch.
-* **Checks**: non-finite values read or produced set ``status[0] = 1``; the host then
-  diagnoses the inputs (:func:`dhs.matrix.diagnose_failure`).
+One block runs ``groups`` units (a unit is one cell of one system, ``threads`` lanes);
+lane t takes the t-th node of each contiguous Hu step (:mod:`dhs.layout`), a parent pulls
+from its children (no atomics), and d and rhs sit in shared memory when a cell fits.
+The design is in ``dhs/DESIGN.md``.
 
 Arrays are passed flattened and 1-D. ``coupling_stride`` is 0 when a and b are shared by
-the batch and n when they are per system.
+the batch and n when they are per system. Non-finite values read or produced set
+``status[0] = 1``; the host then diagnoses the inputs (:func:`dhs.matrix.diagnose_failure`).
 """
 
 from __future__ import annotations

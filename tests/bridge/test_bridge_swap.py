@@ -10,16 +10,12 @@ comparison asserts that on top of the tolerances below (1e-9 mV, 1e-9 ms).
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from paths import ROOT, SUPPORT
+from child_process import last_json_line
 
 pytest.importorskip("neuron")
 
@@ -28,7 +24,7 @@ from neuron import nonvint_block_supervisor as supervisor
 
 import dhs
 from neuron_bridge import DhsSolve, _nrn, check_preconditions, installed, use_dhs
-from neuron_models import BACKENDS, DT, V_INIT, advance_to, simulate
+from neuron_models import BACKENDS, DT, V_INIT, advance_to, restore_solve_settings, simulate
 
 TRACE_TOLERANCE_MV = 1e-9
 SPIKE_TOLERANCE_MS = 1e-9
@@ -202,10 +198,7 @@ PRECONDITIONS = {
 
 def _restore(model):
     """Undo the flags (the fixture's reset does it too, but not before the asserts)."""
-    h.cvode_active(0)
-    parallel = h.ParallelContext()
-    parallel.nthread(1)
-    parallel.optimize_node_order(0)
+    restore_solve_settings()
 
 
 @pytest.mark.parametrize("name", list(PRECONDITIONS))
@@ -253,6 +246,8 @@ def test_hook_in_use_by_someone_else_is_refused(branchy):
     finally:
         pointer.value = None
     assert installed() is None
+    with pytest.warns(RuntimeWarning, match="never installed"):
+        del other  # its hook was set by hand, but the swap itself never installed
 
 
 def test_sparse13_stays_on_after_extracellular_is_gone(branchy, native_runs):
@@ -359,18 +354,9 @@ nm.reset_neuron(model)
 """
 
 
-def test_cvode_after_install_falls_back_to_neurons_cvode(clean_neuron):
+def test_cvode_after_install_falls_back_to_neurons_cvode(clean_neuron, run_python):
     """Run in a subprocess: the failure is a crash of the whole interpreter."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), str(SUPPORT), *filter(None, [env.get("PYTHONPATH")])]
-    )
-    process = subprocess.run(
-        [sys.executable, "-c", _CVODE_SCRIPT],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert process.returncode == 0, (process.returncode, process.stderr[-2000:])
-    result = json.loads(process.stdout.strip().splitlines()[-1])
+    result = last_json_line(run_python(_CVODE_SCRIPT))
     assert any("CVode" in message for message in result["warnings"])
     assert result["solves"] == result["fixed_step_solves"]  # dhs stopped solving
     assert result["identical"] and result["spikes"] > 0
@@ -389,7 +375,7 @@ def _node_kind_param(kind):
 
 
 @pytest.mark.parametrize("kind", [_node_kind_param(k) for k in ("root", "interior")])
-def test_failed_dhs_solve_hands_the_step_to_neuron(branchy, native_runs, kind):
+def test_failed_dhs_solve_hands_the_step_to_neuron(branchy, native_runs, kind, capfd):
     reference = native_runs(branchy, 20.0)
     swap = use_dhs(backend="serial")
     with pytest.raises(RuntimeError, match="NEURON's own solve was used") as failure:
@@ -405,6 +391,9 @@ def test_failed_dhs_solve_hands_the_step_to_neuron(branchy, native_runs, kind):
     assert f"a[{node}]" in str(failure.value.__cause__)
     assert swap.stats.solves == 1
     assert swap.stats.native_solves == run.steps == steps_of(20.0)
+    # Every step failed the same way; the traceback is printed for the first one only.
+    assert capfd.readouterr().err.count("Traceback") == 1
+    assert f"{steps_of(20.0)} DHS solve(s) failed" in str(failure.value)
     assert_identical(run, reference)
 
 

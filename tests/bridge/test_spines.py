@@ -40,7 +40,6 @@ from neuron_bridge import (
     discretize,
     distributed,
     export_model,
-    load_morphology,
     node_count,
     qualifying_length,
     section_tree,
@@ -50,35 +49,14 @@ from neuron_bridge import (
     trial_inputs,
 )
 from neuron_models import SPIKE_THRESHOLD, Model, simulate
+from pyramid_cells import E_PAS, G_PAS
 
 MIN_DISTANCE = 60.0  # µm
 DENSITY = 1.3  # spines per µm
 PYRAMID_DENDRITE_UM = 5349.5514  # sum of L over the pyramid's dendrites (test_morphology)
 PYRAMID_QUALIFYING_UM = 4466.833  # measured here: dendrite beyond 60 µm from soma(0.5)
-G_PAS = 5e-5  # S/cm²
-E_PAS = -65.0  # mV
 V_TOLERANCE = 1e-6  # mV
 SPIKE_TOLERANCE = 1e-3  # ms
-
-
-def _pyramid(segment_length: float | None = None, name: str = "pyr"):
-    """The demo pyramid, passive everywhere (pas in the soma too)."""
-    cell = load_morphology(name=name)
-    for section in cell.sections:
-        section.Ra, section.cm = 150.0, 1.0
-        section.insert("pas")
-    if segment_length is not None:
-        discretize(cell, segment_length=segment_length)
-    for section in cell.sections:
-        for segment in section:
-            segment.pas.g, segment.pas.e = G_PAS, E_PAS
-    return cell
-
-
-@pytest.fixture
-def pyramid_cell(clean_neuron):
-    """The passive demo pyramid with nseg = 1 (as the file defines it)."""
-    return _pyramid()
 
 
 def _soma_distance(cell, segment) -> float:
@@ -86,10 +64,10 @@ def _soma_distance(cell, segment) -> float:
 
 
 # ----------------------------------------------------------------------- geometry
-def test_section_tree_distances_match_neuron(clean_neuron):
+def test_section_tree_distances_match_neuron(passive_pyramid):
     """The tree's path distances equal h.distance at every node (segment centres and
     section ends), from the soma and between random pairs of nodes."""
-    cell = _pyramid(segment_length=7.0)
+    cell = passive_pyramid(segment_length=7.0)
     tree = section_tree(cell)
     assert tree.n == len(cell.sections) == 79
     assert tree.dendrite.sum() == len(cell.dendrites) == 78
@@ -108,11 +86,11 @@ def test_section_tree_distances_match_neuron(clean_neuron):
         assert tree.path_distance(sa, xa, [sb], [xb])[0] == pytest.approx(expected, abs=1e-9)
 
 
-def test_qualifying_length_matches_fine_integration(clean_neuron):
+def test_qualifying_length_matches_fine_integration(passive_pyramid):
     """qualifying_length (exact, from the tree) against 0.1 µm segments classified by
     NEURON's h.distance of their centres: they differ by at most half a segment per
     section that crosses the threshold."""
-    cell = _pyramid(segment_length=0.1)
+    cell = passive_pyramid(segment_length=0.1)
     integrated, crossing = 0.0, 0
     soma = cell.soma[0](0.5)
     for section in cell.dendrites:
@@ -129,12 +107,12 @@ def test_qualifying_length_matches_fine_integration(clean_neuron):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_spine_count_follows_density_rule(pyramid_cell, seed):
+def test_spine_count_follows_density_rule(passive_pyramid, seed):
     """count = density × qualifying length within 2 % (by construction within half a
     spine); every site is on a dendrite beyond 60 µm; the sites spread over the
     qualifying length uniformly (counts in distance bands within 5 binomial standard
     deviations of their share of the length); the seed fixes them."""
-    cell = pyramid_cell
+    cell = passive_pyramid()
     sites = spine_sites(cell, seed=seed)
     expected = DENSITY * qualifying_length(cell, MIN_DISTANCE)
     assert abs(len(sites) - expected) <= 0.02 * expected
@@ -155,11 +133,11 @@ def test_spine_count_follows_density_rule(pyramid_cell, seed):
     assert len(other) == len(sites) and not np.array_equal(other.x, sites.x)
 
 
-def test_full_spines_geometry_membrane_and_nodes(pyramid_cell):
+def test_full_spines_geometry_membrane_and_nodes(passive_pyramid):
     """Every site gets a neck (1.35 × 0.25 µm) on the right dendrite at the right x and
     a head of 2.8 µm² (NEURON's h.area) on the neck's far end; both copy cm, pas and Ra
     of the parent; NEURON's matrix grows by 4 rows per spine (2 sections × (centre + end))."""
-    cell = pyramid_cell
+    cell = passive_pyramid()
     rows_before, sections_before = node_count(), len(list(h.allsec()))
     spines = add_spines(cell, seed=0)
     n = len(spines)
@@ -187,10 +165,10 @@ def test_full_spines_geometry_membrane_and_nodes(pyramid_cell):
     assert len(list(h.allsec())) == sections_before and node_count() == rows_before
 
 
-def test_spines_at_copy_passive_membrane_only(clean_neuron):
+def test_spines_at_copy_passive_membrane_only(passive_pyramid):
     """add_spines_at on a dendrite with hh and its own cm, pas and Ra: the spines get
     the parent segment's cm and pas (g, e), not hh; neck_ra overrides Ra."""
-    cell = _pyramid(segment_length=20.0)
+    cell = passive_pyramid(segment_length=20.0)
     dendrite = cell.dendrites[1]
     dendrite.insert("hh")
     dendrite.Ra = 90.0
@@ -211,11 +189,11 @@ def test_spines_at_copy_passive_membrane_only(clean_neuron):
 
 
 # ----------------------------------------------------------------------- F-factor
-def test_f_factor_scales_cm_and_conductances_beyond_min_distance(clean_neuron):
+def test_f_factor_scales_cm_and_conductances_beyond_min_distance(passive_pyramid):
     """cm, pas.g and hh's gnabar, gkbar, gl are multiplied by F exactly in the dendritic
     segments whose centre is beyond 60 µm; reversal potentials, the soma and nearer
     segments are untouched; undo restores every value."""
-    cell = _pyramid(segment_length=10.0)
+    cell = passive_pyramid(segment_length=10.0)
     crossing = next(
         sec for sec in cell.dendrites
         if _soma_distance(cell, sec(0)) < MIN_DISTANCE < _soma_distance(cell, sec(1))
@@ -266,7 +244,7 @@ def _input_resistance(cell) -> float:
     return impedance.input(0.5, sec=cell.soma[0])
 
 
-def test_f_factor_input_resistance_close_to_full_spines(clean_neuron):
+def test_f_factor_input_resistance_close_to_full_spines(passive_pyramid):
     """Passive pyramid, 5 µm segments. Explicit spines lower the somatic input
     resistance by about a third; the F-factor model with the area-matched F (2.00 for
     this cell) adds the same membrane (conductance totals within 0.5 %) and gives an
@@ -274,7 +252,7 @@ def test_f_factor_input_resistance_close_to_full_spines(clean_neuron):
     F adds membrane in proportion to dendritic area while spines come per length, so
     thick proximal dendrites get too much and thin distal ones too little); the paper's
     F = 1.9 is within 7 % (measured 5.2 %)."""
-    cell = _pyramid(segment_length=5.0)
+    cell = passive_pyramid(segment_length=5.0)
     bare = _input_resistance(cell)
 
     def conductance() -> float:  # total membrane conductance, µm² S/cm²
@@ -298,11 +276,11 @@ def test_f_factor_input_resistance_close_to_full_spines(clean_neuron):
     assert _input_resistance(cell) == pytest.approx(bare, rel=1e-12)
 
 
-def test_few_spine_mode(clean_neuron):
+def test_few_spine_mode(passive_pyramid):
     """mode="few": the same sites as mode="full" for the seed, the F-factor on the
     dendrite, explicit spines only at the given sites, with the parent's membrane from
     before the F-factor; delete() removes the spines and undoes the F-factor."""
-    cell = _pyramid(segment_length=10.0)
+    cell = passive_pyramid(segment_length=10.0)
     sites = spine_sites(cell, seed=5)
     at = [3, 1000, len(sites) - 1]
     spines = add_spines(cell, seed=5, mode="few", at=at)
@@ -323,9 +301,9 @@ def test_few_spine_mode(clean_neuron):
 
 
 # ----------------------------------------------------------------------- patterns
-def test_distributed_sites(pyramid_cell):
+def test_distributed_sites(passive_pyramid):
     """n distinct sites, sorted, on spiny dendrite; the seed fixes them."""
-    sites = spine_sites(pyramid_cell, seed=1)
+    sites = spine_sites(passive_pyramid(), seed=1)
     chosen = distributed(sites, 240, rng=4)
     assert chosen.size == 240 and np.unique(chosen).size == 240
     assert np.array_equal(chosen, np.sort(chosen))
@@ -338,11 +316,11 @@ def test_distributed_sites(pyramid_cell):
         distributed(sites, len(sites) + 1)
 
 
-def test_clustered_sites(pyramid_cell):
+def test_clustered_sites(passive_pyramid):
     """Sites within length/2 of the given centre (path distance, checked with
     h.distance on the sites' segments at a fine nseg too); with random centres, any two
     sites of a cluster are within length of each other; counts and seeds."""
-    cell = pyramid_cell
+    cell = passive_pyramid()
     sites = spine_sites(cell, seed=2)
     far = max(cell.dendrites, key=lambda sec: _soma_distance(cell, sec(1)))
     center = (far, 0.5)
@@ -372,10 +350,10 @@ def test_clustered_sites(pyramid_cell):
         clustered(sites, 200, 20.0, rng=0, max_tries=3)
 
 
-def test_trial_inputs_pool_and_events(pyramid_cell):
+def test_trial_inputs_pool_and_events(passive_pyramid):
     """The pool is the union of the sites used; each trial's activations map back to
     its sites; background trains are poisson_times(seed, instance=trial)."""
-    sites = spine_sites(pyramid_cell, seed=0)
+    sites = spine_sites(passive_pyramid(), seed=0)
     rng = np.random.default_rng(9)
     active = [distributed(sites, 30, rng), clustered(sites, 20, 20.0, rng=rng), []]
     background = distributed(sites, 50, rng)
@@ -404,37 +382,15 @@ def test_trial_inputs_pool_and_events(pyramid_cell):
 
 
 # ----------------------------------------------------------------------- reduced case
-@pytest.fixture
-def no_hh_tables(clean_neuron):
-    """usetable_hh = 0 for the test (hh's rate tables off), 1 again afterwards."""
-    h.usetable_hh = 0
-    yield
-    h.usetable_hh = 1
-
-
-def _active_pyramid():
-    """The pyramid with 40 µm segments, hh in the soma, pas in the dendrites."""
-    cell = load_morphology(name="pyr")
-    for section in cell.sections:
-        section.Ra, section.cm = 150.0, 1.0
-    discretize(cell, segment_length=40.0)
-    cell.soma[0].insert("hh")
-    for section in cell.dendrites:
-        section.insert("pas")
-        for segment in section:
-            segment.pas.g, segment.pas.e = G_PAS, E_PAS
-    return cell
-
-
 @pytest.mark.parametrize(("mode", "density"), [("few", 1.3), ("full", 0.3)])
-def test_reduced_case_engine_matches_neuron(ampanmda, no_hh_tables, mode, density):
+def test_reduced_case_engine_matches_neuron(ampanmda, no_hh_tables, active_pyramid, mode, density):
     """Few-spine (F-factor + explicit spines at the pool sites) and full-spine (every
     site explicit, at a lower density to stay small) pyramids with AmpaNmda synapses on
     spine heads. Trial 0: 4 distributed synapses (no spike); trial 1: a cluster of 10
     within 60 µm; trial 2: 40 distributed synapses (a somatic spike); six background
     synapses at 20 Hz in every trial. 150 ms at dt = 0.025 ms: the engine (3 instances,
     one per trial) against native NEURON runs of each trial with the same events."""
-    cell = _active_pyramid()
+    cell = active_pyramid()
     params = SpineParameters(density=density)
     sites = spine_sites(cell, params, seed=4)
     rng = np.random.default_rng(7)
@@ -490,8 +446,8 @@ def test_bad_spine_parameters(kwargs, name):
         SpineParameters(**kwargs)
 
 
-def test_bad_arguments(pyramid_cell):
-    cell = pyramid_cell
+def test_bad_arguments(passive_pyramid):
+    cell = passive_pyramid()
     with pytest.raises(ValueError, match="mode"):
         add_spines(cell, mode="some")
     with pytest.raises(ValueError, match="at"):

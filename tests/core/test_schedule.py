@@ -119,7 +119,7 @@ def check_optimal(parent: np.ndarray, k: int) -> Schedule:
 
 # ----------------------------------------------------------------------------- named trees
 def _relabelled(parent: np.ndarray, seed: int) -> np.ndarray:
-    return trees.relabel(parent, trees.random_permutation(parent.size, np.random.default_rng(seed)))
+    return trees.relabelled(parent, np.random.default_rng(seed))
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -283,7 +283,7 @@ def test_brute_force_all_rooted_trees(m):
             assert result.n_steps == best, (parent.tolist(), k)
             assert naive_lower_bound(parent, k) == best
             # the same shape under another numbering
-            shuffled = trees.relabel(parent, trees.random_permutation(m, rng))
+            shuffled = trees.relabelled(parent, rng)
             assert check_optimal(shuffled, k).n_steps == best, (shuffled.tolist(), k)
 
 

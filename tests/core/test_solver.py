@@ -6,7 +6,6 @@ matrix in NEURON's convention; NEURON's own solution of a real cell is checked t
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numba
@@ -38,35 +37,12 @@ def _morphology_parent(name: str):
 
 # Each builder takes a seeded Generator and returns a parent array.
 TREE_CASES = {
-    "single_node": lambda rng: np.array([-1], np.int64),
-    "two_nodes": lambda rng: trees.chain(2),
-    "chain": lambda rng: trees.chain(100),
-    "chain_reversed": lambda rng: trees.relabel(trees.chain(100), np.arange(100)[::-1].copy()),
-    "star": lambda rng: trees.star(40),
-    "star_relabelled": lambda rng: trees.relabel(trees.star(40), trees.random_permutation(40, rng)),
-    "caterpillar": lambda rng: trees.caterpillar(12, 3),
-    "binary": lambda rng: trees.binary(6),
-    "recursive_relabelled": lambda rng: trees.relabel(
-        trees.random_recursive(400, rng), trees.random_permutation(400, rng)
-    ),
-    "deep_relabelled": lambda rng: trees.relabel(
-        trees.deep_attachment(300, rng), trees.random_permutation(300, rng)
-    ),
-    "preferential": lambda rng: trees.preferential_attachment(300, rng),
-    "forest_in_order": lambda rng: trees.forest(
-        [trees.chain(5), trees.star(4), [-1], trees.binary(3), trees.caterpillar(4, 2)]
-    ),
-    "forest_relabelled": lambda rng: trees.random_forest(7, 60, rng),
-    "forest_of_singletons": lambda rng: trees.forest([[-1]] * 5),
+    **trees.CASES,
     "dend3_swc": lambda rng: Tree.from_swc(systems.MORPHOLOGY_DIR / "dend3.swc").parent,
     **{name: _morphology_parent(name) for name in MORPHOLOGIES},
 }
 # kind -> (batch, per_instance); "single" is one (n,) system.
 KINDS = {"single": (None, False), "shared": (5, False), "per_instance": (20, True)}
-
-
-def _seeded(*keys) -> np.random.Generator:
-    return np.random.default_rng([zlib.crc32(str(key).encode()) for key in keys])
 
 
 @dataclass(frozen=True)
@@ -78,10 +54,10 @@ class Case:
 
 
 @pytest.fixture(scope="module", params=sorted(TREE_CASES))
-def case(request) -> Case:
+def case(request, seeded_rng) -> Case:
     """A tree with one system of every kind and its reference solution (computed once)."""
     name = request.param
-    rng = _seeded("tree", name)
+    rng = seeded_rng("tree", name)
     parent = TREE_CASES[name](rng)
     tree = Tree(parent)
     cases = {}
@@ -98,8 +74,8 @@ def kind(request) -> str:
 
 # ----------------------------------------------------------------------------- the oracle
 @pytest.mark.parametrize("name", ["binary", "star_relabelled", "forest_relabelled", "chain"])
-def test_to_dense_matches_independent_sparse_construction(name):
-    rng = _seeded("dense", name)
+def test_to_dense_matches_independent_sparse_construction(name, seeded_rng):
+    rng = seeded_rng("dense", name)
     parent = TREE_CASES[name](rng)
     system = cable_system(parent, rng)
     dense = dhs.to_dense(Tree(parent), system.a, system.b, system.d)
@@ -166,8 +142,8 @@ def test_float32_error_is_bounded(case, kind, backend):
     assert relative_error(x, reference) < FLOAT32_BOUND
 
 
-def test_float32_solver_converts_float64_inputs(backend):
-    rng = _seeded("convert")
+def test_float32_solver_converts_float64_inputs(backend, seeded_rng):
+    rng = seeded_rng("convert")
     parent = trees.random_recursive(50, rng)
     system = cable_system(parent, rng, 3)
     solver = Solver(Tree(parent), backend=backend, dtype=np.float32)
@@ -176,9 +152,9 @@ def test_float32_solver_converts_float64_inputs(backend):
     assert np.array_equal(x, solver.solve(*system.astype(np.float32).arrays))
 
 
-def test_non_contiguous_and_other_dtype_inputs(backend):
+def test_non_contiguous_and_other_dtype_inputs(backend, seeded_rng):
     """Strided views and float32 inputs to a float64 solver are read like their copies."""
-    rng = _seeded("strided")
+    rng = seeded_rng("strided")
     parent = trees.random_recursive(60, rng)
     system = cable_system(parent, rng, 4, per_instance=True)
     solver = Solver(Tree(parent), backend=backend)
@@ -202,14 +178,14 @@ CPU_PATH_BATCHES = (1, 2, 3, 7, 8, 9, 33)
 
 
 @pytest.fixture(scope="module")
-def cpu_path_systems():
+def cpu_path_systems(seeded_rng):
     """(tree name, batch, per_instance) -> (Tree, system, reference), built on demand."""
     cache = {}
 
     def get(name: str, batch: int, per_instance: bool):
         key = (name, batch, per_instance)
         if key not in cache:
-            rng = _seeded("cpu-path", *key)
+            rng = seeded_rng("cpu-path", *key)
             parent = TREE_CASES[name](rng)
             system = cable_system(parent, rng, batch, per_instance=per_instance)
             cache[key] = (Tree(parent), system, reference_solve(parent, system))
@@ -305,9 +281,9 @@ def test_cpu_parameters_cover_both_node_orders_and_every_kernel(cpu_path_systems
 
 # ----------------------------------------------------------------------------- out, inplace
 @pytest.fixture
-def small_case(kind):
+def small_case(kind, seeded_rng):
     """A relabelled forest with a system of the given kind (cheap, for API tests)."""
-    rng = _seeded("small", kind)
+    rng = seeded_rng("small", kind)
     parent = trees.random_forest(3, 40, rng)
     batch, per_instance = KINDS[kind]
     return Tree(parent), cable_system(parent, rng, batch, per_instance=per_instance)
@@ -360,8 +336,8 @@ def test_plain_call_modifies_no_input(small_case, backend):
 
 # ----------------------------------------------------------------------------- determinism
 @pytest.mark.parametrize("batch", [None, 5, 40])
-def test_deterministic(backend, batch):
-    rng = _seeded("determinism", batch)
+def test_deterministic(backend, batch, seeded_rng):
+    rng = seeded_rng("determinism", batch)
     parent = trees.random_forest(4, 80, rng)
     system = cable_system(parent, rng, batch, per_instance=batch == 40)
     tree = Tree(parent)

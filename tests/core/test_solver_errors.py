@@ -20,9 +20,9 @@ NAMES = ("a", "b", "d", "rhs")
 
 
 @pytest.fixture
-def tree(rng) -> Tree:
+def tree(rng, random_tree) -> Tree:
     """A relabelled random tree of N nodes (one root, somewhere)."""
-    return Tree(trees.relabel(trees.random_recursive(N, rng), trees.random_permutation(N, rng)))
+    return random_tree(N, rng)
 
 
 @pytest.fixture

@@ -14,34 +14,7 @@ from dhs import Tree
 from dhs.swc import read_swc
 
 # ----------------------------------------------------------------------------- cases
-# Each builder takes a seeded Generator and returns a parent array. Most are renumbered
-# at random, so parents do not precede their children.
-CASES = {
-    "single": lambda rng: np.array([-1], np.int64),
-    "two_roots": lambda rng: np.array([-1, -1], np.int64),
-    "chain_reversed": lambda rng: trees.relabel(trees.chain(30), np.arange(30)[::-1].copy()),
-    "star_relabelled": lambda rng: trees.relabel(trees.star(40), trees.random_permutation(40, rng)),
-    "caterpillar_relabelled": lambda rng: trees.relabel(
-        trees.caterpillar(12, 3), trees.random_permutation(48, rng)
-    ),
-    "binary_relabelled": lambda rng: trees.relabel(
-        trees.binary(6), trees.random_permutation(63, rng)
-    ),
-    "recursive_relabelled": lambda rng: trees.relabel(
-        trees.random_recursive(500, rng), trees.random_permutation(500, rng)
-    ),
-    "deep_relabelled": lambda rng: trees.relabel(
-        trees.deep_attachment(300, rng), trees.random_permutation(300, rng)
-    ),
-    "preferential_relabelled": lambda rng: trees.relabel(
-        trees.preferential_attachment(300, rng), trees.random_permutation(300, rng)
-    ),
-    "forest_relabelled": lambda rng: trees.random_forest(7, 60, rng),
-    "forest_of_singletons": lambda rng: trees.forest([[-1]] * 5),
-    "forest_in_order": lambda rng: trees.forest(
-        [trees.chain(5), trees.star(4), [-1], trees.binary(3)]
-    ),
-}
+CASES = trees.CASES  # shared with the solver tests (tests/support/trees.py)
 
 
 @pytest.fixture(params=sorted(CASES))
@@ -224,7 +197,7 @@ def test_subtree_of_each_component(tree, parent):
 
 
 def test_subtree_in_given_order(rng):
-    parent = trees.relabel(trees.random_recursive(50, rng), trees.random_permutation(50, rng))
+    parent = trees.relabelled(trees.random_recursive(50, rng), rng)
     tree = Tree(parent)
     nodes = rng.permutation(50)  # all nodes, any order: closed under parents
     sub = tree.subtree(nodes)

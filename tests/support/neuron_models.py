@@ -161,15 +161,20 @@ def reset_neuron(*models: Model, collect: bool = True) -> None:
         # Once an extracellular section or a LinearMechanism existed, NEURON stays on
         # its sparse13 solver even after they are gone; this switches it back.
         h.CVode().use_mxb(0)
-    h.cvode_active(0)
-    parallel = h.ParallelContext()
-    parallel.nthread(1)
-    parallel.optimize_node_order(0)
+    restore_solve_settings()
     h.secondorder = 0
     h.steps_per_ms = 1.0 / DT
     h.dt = DT
     h.celsius = 6.3
     h.t = 0.0
+
+
+def restore_solve_settings() -> None:
+    """Fixed step, one thread, ``optimize_node_order(0)``: what the DHS swap needs."""
+    h.cvode_active(0)
+    parallel = h.ParallelContext()
+    parallel.nthread(1)
+    parallel.optimize_node_order(0)
 
 
 def _detach_orphan_netcons() -> None:

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 __all__ = [
+    "CASES",
     "ROOTED_TREE_COUNTS",
     "binary",
     "caterpillar",
@@ -23,7 +25,9 @@ __all__ = [
     "random_permutation",
     "random_recursive",
     "relabel",
+    "relabelled",
     "rooted_trees",
+    "seeded_rng",
     "star",
 ]
 
@@ -113,6 +117,16 @@ def relabel(parent: np.ndarray, perm: np.ndarray) -> np.ndarray:
     return new_parent
 
 
+def relabelled(parent: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``parent`` renumbered by a random permutation, so parents no longer come first."""
+    return relabel(parent, random_permutation(np.asarray(parent).size, rng))
+
+
+def seeded_rng(*keys) -> np.random.Generator:
+    """A generator seeded from ``keys`` (names, numbers): the same keys, the same draws."""
+    return np.random.default_rng([zlib.crc32(str(key).encode()) for key in keys])
+
+
 def forest(trees: Sequence[np.ndarray]) -> np.ndarray:
     """Concatenate parent arrays into one forest, offsetting each tree's indices."""
     parts = []
@@ -131,7 +145,7 @@ def random_forest(
     sizes = rng.integers(1, max_size + 1, size=n_trees)
     parent = forest([random_recursive(int(m), rng) for m in sizes])
     if shuffle:
-        parent = relabel(parent, random_permutation(parent.size, rng))
+        parent = relabelled(parent, rng)
     return parent
 
 
@@ -185,3 +199,28 @@ def rooted_trees(m: int) -> list[np.ndarray]:
                 children[parent[i]].append(i)
             seen.setdefault(_canonical(children, 0), parent)
     return list(seen.values())
+
+
+# Named test trees, shared by the tree and solver tests: each builder takes a seeded
+# Generator and returns a parent array. "_relabelled" ones are renumbered at random, so
+# their parents do not precede their children.
+CASES: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
+    "single": lambda rng: np.array([-1], np.int64),
+    "two_nodes": lambda rng: chain(2),
+    "two_roots": lambda rng: np.array([-1, -1], np.int64),
+    "chain": lambda rng: chain(100),
+    "chain_reversed": lambda rng: relabel(chain(100), np.arange(100)[::-1].copy()),
+    "star": lambda rng: star(40),
+    "star_relabelled": lambda rng: relabelled(star(40), rng),
+    "caterpillar": lambda rng: caterpillar(12, 3),
+    "caterpillar_relabelled": lambda rng: relabelled(caterpillar(12, 3), rng),
+    "binary": lambda rng: binary(6),
+    "binary_relabelled": lambda rng: relabelled(binary(6), rng),
+    "recursive_relabelled": lambda rng: relabelled(random_recursive(500, rng), rng),
+    "deep_relabelled": lambda rng: relabelled(deep_attachment(300, rng), rng),
+    "preferential": lambda rng: preferential_attachment(300, rng),
+    "preferential_relabelled": lambda rng: relabelled(preferential_attachment(300, rng), rng),
+    "forest_in_order": lambda rng: forest([chain(5), star(4), [-1], binary(3), caterpillar(4, 2)]),
+    "forest_relabelled": lambda rng: random_forest(7, 60, rng),
+    "forest_of_singletons": lambda rng: forest([[-1]] * 5),
+}
