@@ -10,6 +10,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from .. import checks
 from ..layout import Layout
 from ..matrix import System, check_system, diagnose_failure
 from ..tree import Tree
@@ -39,8 +40,9 @@ class CudaEngine:
         dtype: np.dtype,
         shared_memory_bytes: int = DEFAULT_SHARED_MEMORY_BYTES,
     ):
-        self.layout = layout
-        self.dtype = np.dtype(dtype)
+        self.layout = checks.instance_of("layout", layout, Layout, "a dhs.Layout")
+        self.dtype = checks.float_dtype("dtype", dtype)
+        shared_memory_bytes = checks.positive_int("shared_memory_bytes", shared_memory_bytes)
         self.lanes = layout.threads
         self.max_size = int(layout.component_sizes.max())
         self.tables = tuple(
