@@ -66,6 +66,39 @@ PROCEDURE rates(v (mV)) {
     b2 = 0.01
 }
 """,
+    # the same channel started at its steady state (INITIAL's STEADYSTATE sparse)
+    "na3ss.mod": """
+NEURON {
+    SUFFIX na3ss
+    USEION na READ ena WRITE ina
+    RANGE gbar
+}
+UNITS { (mA) = (milliamp) (mV) = (millivolt) (S) = (siemens) }
+PARAMETER { gbar = 0.12 (S/cm2) }
+ASSIGNED { v (mV) ena (mV) ina (mA/cm2) a1 (/ms) b1 (/ms) a2 (/ms) b2 (/ms) }
+STATE { C I O }
+BREAKPOINT {
+    SOLVE scheme METHOD sparse
+    ina = gbar*O*(v - ena)
+}
+INITIAL {
+    C = 1
+    SOLVE scheme STEADYSTATE sparse
+}
+KINETIC scheme {
+    rates(v)
+    ~ C <-> O (a1, b1)
+    ~ O <-> I (a2, b2)
+    ~ I <-> C (0.02, 0.001)
+    CONSERVE C + O + I = 1
+}
+PROCEDURE rates(v (mV)) {
+    a1 = 0.5*exp((v + 40)/10)
+    b1 = 0.2*exp(-(v + 40)/20)
+    a2 = 0.3*exp((v + 40)/15)
+    b2 = 0.01
+}
+""",
     "caeuler.mod": """
 NEURON {
     SUFFIX caeuler
@@ -156,6 +189,12 @@ CASES = [
         "celsius": 34.0,
     },
     {"name": "na3s", "mechanisms": ["hh", "na3s"], "record": ["na3s.O", "na3s.C"], "amp": 0.3},
+    {
+        "name": "na3ss",
+        "mechanisms": ["hh", "na3ss"],
+        "record": ["na3ss.O", "na3ss.C", "na3ss.I"],
+        "amp": 0.3,
+    },
     {
         "name": "caeuler",
         "mechanisms": ["TC_iL", "caeuler"],

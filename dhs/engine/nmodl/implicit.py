@@ -31,6 +31,8 @@ RELATIVE_TOLERANCE = 1e-12
 #: criterion (``sparse_thread.hpp``: sum of |update| <= 1e-6).
 NEURON_TOLERANCE = 1e-6
 MAX_ITERATIONS = 50
+#: ms: the step of NEURON's STEADYSTATE sparse (``_ss_sparse_thread``).
+STEADY_DT = "1e9"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,10 @@ class OdeSystem(ir.Statement):
     conserved: tuple[tuple[int, tuple[tuple[int, str], ...], ir.Expr], ...]
     local_names: tuple[str, ...]
     line: int = 0
+    #: STEADYSTATE: NEURON's ``_ss_sparse_thread`` (implicit Euler steps of dt = 1e9).
+    steady: bool = False
+    #: No product of states in a reaction (nocmodl's ``linmat``).
+    linear: bool = True
 
     def expressions(self) -> list[ir.Expr]:
         """Expressions read outside the body (for the effects analysis)."""
@@ -200,6 +206,12 @@ def kinetic_system(block: ir.Block, statements, is_state, where) -> OdeSystem:
         tuple((row, terms, total) for row, (terms, total) in sorted(conserved_rows.items())),
         (*locals_, "f_flux", "b_flux"),
         block.line,
+        linear=all(
+            sum(c for c, v in side if v.name in index) <= 1
+            for r in statements
+            if isinstance(r, ir.Reaction)
+            for side in (r.left, r.right)
+        ),
     )
 
 
@@ -220,6 +232,40 @@ def emit_system(printer, system: OdeSystem) -> None:
         for k in range(n):
             printer.emit(f"{state[k]} = {state[k]} + x_dt * ({derivatives[k]})")
         return
+    if not system.steady:
+        _emit_newton(printer, system, "x_dt", evaluate)
+    elif system.linear:
+        _emit_newton(printer, system, STEADY_DT, evaluate)
+    else:
+        # _ss_sparse_thread: up to 7 steps; a state below -1e-6 is set to 0 and the
+        # steps go on; once none is, one more step and done
+        state = [printer.name(s) for s in system.states]
+        printer.emit("n_settled = False")
+        printer.emit("for n_steady in range(7):")
+        saved = printer.indent
+        printer.indent = saved + "    "
+        _emit_newton(printer, system, STEADY_DT, evaluate)
+        printer.emit("n_settled = True")
+        for k in range(len(state)):
+            printer.emit(f"if {state[k]} < -1e-06:")
+            printer.emit(f"    {state[k]} = 0.0")
+            printer.emit("    n_settled = False")
+        printer.emit("if n_settled:")
+        printer.indent = saved + "        "
+        _emit_newton(printer, system, STEADY_DT, evaluate)
+        printer.emit("break")
+        printer.indent = saved
+        printer.emit("if not n_settled:")
+        for k in range(len(state)):
+            printer.emit(f"    {state[k]} = math.nan")
+    # the block's other assignments at the final states
+    evaluate()
+
+
+def _emit_newton(printer, system: OdeSystem, dt: str, evaluate) -> None:
+    """One implicit Euler step of ``dt`` (a name or number) by Newton."""
+    n = len(system.states)
+    state = [printer.name(s) for s in system.states]
     conserved = {row: (terms, total) for row, terms, total in system.conserved}
 
     def residuals(prefix: str) -> None:
@@ -239,7 +285,7 @@ def emit_system(printer, system: OdeSystem) -> None:
             if capacity is not None:
                 change = f"({printer.expression(capacity)}) * {change}"
             derivative = printer.expression(system.derivatives[k])
-            printer.emit(f"{prefix}{k} = {change} - x_dt * ({derivative})")
+            printer.emit(f"{prefix}{k} = {change} - {dt} * ({derivative})")
 
     for k in range(n):
         printer.emit(f"n_old{k} = {state[k]}")
@@ -295,5 +341,3 @@ def emit_system(printer, system: OdeSystem) -> None:
     printer.emit(f"if not (n_error <= {NEURON_TOLERANCE!r}):")
     for k in range(n):
         printer.emit(f"    {state[k]} = math.nan")
-    # the block's other assignments at the final states
-    evaluate()

@@ -13,6 +13,7 @@ and for CUDA (:mod:`dhs.engine.nmodl.build`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -1028,7 +1029,7 @@ class _Generator:
         initial_body: tuple[ir.Statement, ...] = ()
         initial_locals: set[str] = set()
         if mod.initial is not None:
-            initial_body = m._unroller.statements(mod.initial.body, {})
+            initial_body = self.initial_solves(m._unroller.statements(mod.initial.body, {}))
             initial_locals = {
                 n for s in initial_body if isinstance(s, ir.Local) for n, _ in s.names
             }
@@ -1166,6 +1167,36 @@ class _Generator:
                 m.problems.append((f"SOLVE of a {block.kind} block", solve.line, block.name))
         return tuple(body)
 
+    def initial_solves(self, body) -> tuple[ir.Statement, ...]:
+        """INITIAL's ``SOLVE kinetic STEADYSTATE sparse`` as NEURON's ``_ss_sparse``;
+        any other SOLVE there is reported."""
+        out: list[ir.Statement] = []
+        for statement in body:
+            if not isinstance(statement, ir.Solve):
+                out.append(statement)
+                continue
+            block = self.mod.blocks.get(statement.block)
+            if (
+                block is not None
+                and block.kind == "KINETIC"
+                and statement.steadystate
+                and statement.method == "sparse"
+            ):
+                statements = self.m._unroller.statements(block.body, {})
+                self.m._check_body(statements, block.name)
+                system = kinetic_system(block, statements, self._is_state, self.mod.where)
+                out.append(dataclasses.replace(system, steady=True))
+                continue
+            kind = "STEADYSTATE" if statement.steadystate else "METHOD"
+            self.m.problems.append(
+                (
+                    f"SOLVE {statement.block} {kind} {statement.method} in INITIAL",
+                    statement.line,
+                    "INITIAL",
+                )
+            )
+        return tuple(out)
+
     def _is_state(self, name: str) -> bool:
         return self.m.kinds.get(name) == "state" or (
             self.m.kinds.get(name) == "ion" and name in self.mod.states
@@ -1255,6 +1286,21 @@ class _Generator:
                 field_name = m.ion_names[name][1]
                 if field_name in ("ci", "co") and name in effects.may:
                     ion_outputs.append((use.name, field_name))
+        for use in self.mod.ions:
+            for name in use.write:
+                if (
+                    m.ion_names[name][1] == "i"
+                    and name not in use.read
+                    and name in effects.exposed
+                ):
+                    m.problems.append(
+                        (
+                            f"{phase} reads {name}, which the file only WRITEs (the value "
+                            "its BREAKPOINT last computed is not stored)",
+                            0,
+                            phase,
+                        )
+                    )
         parameters, spec = self._signature(phase, effects, (), tuple(ion_outputs), arguments)
         self.phase_specs[phase] = spec
         printer = _Printer(m)
