@@ -153,7 +153,7 @@ class PyramidBench:
     def engine(self, inputs: Inputs, backend: str = "cpu", **options) -> Engine:
         """An engine with ``inputs.n`` instances, each given its own inputs."""
         engine = Engine(self.cell, inputs.n, backend=backend, **options)
-        engine.set("IClamp.amp", inputs.amp, index=0)
+        engine.set("IClamp.amp", inputs.amp, target=0)
         spikes = [
             netstim_spike_times(inputs.start[q], inputs.interval[q], self.stim.number)
             for q in range(inputs.n)
@@ -330,7 +330,7 @@ def run_benchmark(
                 "segment_length_um": SEGMENT_LENGTH,
                 "nodes": cell.n,
                 "mechanism_instances": {k: t.count for k, t in cell.mechanisms.items()},
-                "hh_tables": cell.hh_tables,
+                "hh_usetable": cell.mechanisms["hh"].globals.get("usetable"),
                 "celsius": cell.celsius,
                 "inputs_per_instance": "IClamp.amp ~ U(0.2, 0.6) nA; NetStim start ~ 20 + "
                 "U(-5, 5) ms, interval ~ 15 + U(-3, 3) ms (6 spikes); NetCon delay per "
@@ -423,7 +423,7 @@ def profile_engine(
 
     def reduced(model):
         engine = Engine(model, n, workers=1)
-        engine.set("IClamp.amp", sub.amp, index=0)
+        engine.set("IClamp.amp", sub.amp, target=0)
         return engine
 
     empty_events = {"ExpSyn": SynapticEvents.empty(), "Exp2Syn": SynapticEvents.empty()}

@@ -80,6 +80,20 @@ class RunResult:
     records: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass
+class _PreparedRun:
+    """A run's kernel arguments (:meth:`Engine._prepare`)."""
+
+    layout: kernel.Layout
+    head: dict
+    arrays: dict
+    starts: np.ndarray
+    bounds: list[int]
+    width: int
+    record_nodes: np.ndarray
+    spike_node: int
+
+
 def _aligned_empty(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
     """An uninitialised C-contiguous array whose data start on a cache line."""
     size = math.prod(shape)
@@ -203,10 +217,6 @@ class Engine:
                 f"backend {backend!r} is not available for the engine; use 'cpu', 'cuda' or 'auto'"
             )
         backend = resolve_backend(backend)
-        if backend == "cuda":
-            from . import cuda as engine_cuda
-
-            engine_cuda.check_available()
         self.model = model
         self.n_instances = int(n_instances)
         self.backend = backend
@@ -689,8 +699,66 @@ class Engine:
                 spike_method,
                 max_spikes,
             )
+        prepared = self._prepare(options)
+        layout, head, arrays = prepared.layout, prepared.head, prepared.arrays
+        starts, bounds, width = prepared.starts, prepared.bounds, prepared.width
+        n_instances, n_nodes = self.n_instances, self.model.n
+        record_node_index, spike = prepared.record_nodes, prepared.spike_node
+        if self.backend == "cuda":
+            from .cuda import run_cuda
+
+            run_cuda(layout, head, arrays, n_instances)
+        else:
+            module = kernel.load(layout)
+            values = [head[name] for name in kernel.DRIVER_ARGUMENTS] + [
+                arrays[name] for name in kernel.argument_names(layout)
+            ]
+            if len(bounds) == 2:
+                module.run_chunks(0, starts.size - 1, *values)
+            else:
+                with ThreadPoolExecutor(len(bounds) - 1) as pool:
+                    jobs = [
+                        pool.submit(module.run_chunks, bounds[w], bounds[w + 1], *values)
+                        for w in range(len(bounds) - 1)
+                    ]
+                    for job in jobs:
+                        job.result()
+        spike_n, spike_t = head["spike_n"], head["spike_t"]
+        spikes = None
+        if spike >= 0:
+            if np.any(spike_n > spike_t.shape[1]):
+                warnings.warn(
+                    f"more than max_spikes={spike_t.shape[1]} spikes in some instances; "
+                    "the later ones are not kept",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            spikes = [
+                spike_t[q, : min(int(spike_n[q]), spike_t.shape[1])].copy()
+                for q in range(n_instances)
+            ]
+        recorded = head["rec"]
+        n_v = record_node_index.size
+        v_final = arrays["v"].transpose(0, 2, 1).reshape(-1, n_nodes)[_slots(starts, width)]
+        return RunResult(
+            t=head["t_grid"][:: options.record_every].copy(),
+            v=np.ascontiguousarray(recorded[:, :n_v].transpose(2, 1, 0)),
+            record_nodes=record_node_index,
+            spikes=spikes,
+            v_final=v_final,
+            dt=options.dt,
+            n_steps=options.n_steps,
+            records={
+                f"{name}@{where}": np.ascontiguousarray(recorded[:, n_v + r].T)
+                for r, (name, where) in enumerate(options.record)
+            },
+        )
+
+    def _prepare(self, options: RunOptions) -> _PreparedRun:
+        """Everything a run's kernel takes: the layout, the driver's arrays and the
+        model's, chunk-major."""
         model = self.model
-        n_nodes, n_instances = model.n, self.n_instances
+        n_instances = self.n_instances
         n_steps = options.n_steps
         record_node_index = np.array([model.node(r) for r in options.record_nodes], dtype=np.int64)
         probes, extra = self._probes(options.record)
@@ -705,7 +773,7 @@ class Engine:
         t_grid, t_mid = time_grid(options.dt, n_steps)
 
         if self.backend == "cuda":
-            width, workers = n_instances, 1
+            width = n_instances
             starts, bounds = np.array([0, n_instances], dtype=np.int64), [0, 1]
             groups = np.arange(n_instances + 1, dtype=np.int64)  # events per instance
         else:
@@ -735,55 +803,18 @@ class Engine:
             "spike_flag": np.zeros((starts.size - 1, width), np.uint8),
             "spike_v": np.zeros((starts.size - 1, width)),
         }
-        if self.backend == "cuda":
-            from .cuda import run_cuda
+        return _PreparedRun(layout, head, arrays, starts, bounds, width, record_node_index, spike)
 
-            run_cuda(layout, head, arrays, n_instances)
-        else:
-            module = kernel.load(layout)
-            values = [head[name] for name in _HEAD] + [
-                arrays[name] for name in _argument_names(layout)
-            ]
-            if workers == 1:
-                module.run_chunks(0, starts.size - 1, *values)
-            else:
-                with ThreadPoolExecutor(workers) as pool:
-                    jobs = [
-                        pool.submit(module.run_chunks, bounds[w], bounds[w + 1], *values)
-                        for w in range(workers)
-                    ]
-                    for job in jobs:
-                        job.result()
-        spike_n, spike_t = head["spike_n"], head["spike_t"]
-        spikes = None
-        if spike >= 0:
-            if np.any(spike_n > spike_t.shape[1]):
-                warnings.warn(
-                    f"more than max_spikes={spike_t.shape[1]} spikes in some instances; "
-                    "the later ones are not kept",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            spikes = [
-                spike_t[q, : min(int(spike_n[q]), spike_t.shape[1])].copy()
-                for q in range(n_instances)
-            ]
-        recorded = head["rec"]
-        n_v = record_node_index.size
-        v_final = arrays["v"].transpose(0, 2, 1).reshape(-1, n_nodes)[_slots(starts, width)]
-        return RunResult(
-            t=t_grid[:: options.record_every].copy(),
-            v=np.ascontiguousarray(recorded[:, :n_v].transpose(2, 1, 0)),
-            record_nodes=record_node_index,
-            spikes=spikes,
-            v_final=v_final,
-            dt=options.dt,
-            n_steps=n_steps,
-            records={
-                f"{name}@{where}": np.ascontiguousarray(recorded[:, n_v + r].T)
-                for r, (name, where) in enumerate(options.record)
-            },
-        )
+    def cuda_ptx(
+        self, options: RunOptions, cc: tuple[int, int] = (9, 0), *, contract: bool = False
+    ) -> str:
+        """PTX of this model's CUDA kernel for a run with ``options``, FMA contraction
+        off as the engine runs it (unless ``contract``); needs the CUDA compiler
+        libraries but no GPU."""
+        from .cuda import compile_ptx
+
+        prepared = self._prepare(options)
+        return compile_ptx(prepared.layout, prepared.head, prepared.arrays, cc, contract=contract)
 
     def _arrays(
         self, layout: kernel.Layout, starts: np.ndarray, width: int, options: RunOptions
@@ -841,38 +872,6 @@ class Engine:
                 arrays[f"m{k}_table_{spec.function}"] = table_values
                 arrays[f"m{k}_limits_{spec.function}"] = limits
         return arrays
-
-
-_HEAD = (
-    "starts",
-    "n_steps",
-    "t_grid",
-    "t_mid",
-    "cfac",
-    "ev_ptr",
-    "ev_step",
-    "ev_column",
-    "ev_kind",
-    "ev_row",
-    "ev_time",
-    "ev_weight",
-    "rec_kind",
-    "rec_field",
-    "rec_row",
-    "rec_every",
-    "rec",
-    "spike_node",
-    "threshold",
-    "interpolate",
-    "spike_t",
-    "spike_n",
-    "spike_flag",
-    "spike_v",
-)
-
-
-def _argument_names(layout: kernel.Layout) -> list[str]:
-    return kernel.argument_names(layout)
 
 
 def _build_table(mechanism, spec, table, celsius: float) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,15 @@ from .mechanism import Mechanism
 from .nmodl.build import load_module
 from .nmodl.translate import GENERATOR_VERSION
 
-__all__ = ["ION_FIELDS", "KERNEL_VERSION", "Layout", "argument_names", "generate", "load"]
+__all__ = [
+    "DRIVER_ARGUMENTS",
+    "ION_FIELDS",
+    "KERNEL_VERSION",
+    "Layout",
+    "argument_names",
+    "generate",
+    "load",
+]
 
 #: Bump when the generated kernel changes.
 KERNEL_VERSION = 3
@@ -29,6 +37,13 @@ ION_FIELDS = ("e", "ci", "co", "i", "didv")
 STYLE_CONCENTRATION_INIT = 0o4
 STYLE_REVERSAL_INIT = 0o40
 STYLE_REVERSAL_ADVANCE = 0o100
+#: The driver's own arguments, before the phases' (:func:`argument_names`).
+DRIVER_ARGUMENTS = (
+    "starts", "n_steps", "t_grid", "t_mid", "cfac",
+    "ev_ptr", "ev_step", "ev_column", "ev_kind", "ev_row", "ev_time", "ev_weight",
+    "rec_kind", "rec_field", "rec_row", "rec_every", "rec",
+    "spike_node", "threshold", "interpolate", "spike_t", "spike_n", "spike_flag", "spike_v",
+)  # fmt: skip
 #: ms: NEURON's ``check_thresh`` sends a spike at t + 1e-10.
 SPIKE_DELAY = 1e-10
 
@@ -116,7 +131,9 @@ class _Printer:
         return names
 
     # -------------------------------------------------------------- phase calls
-    def call(self, k: int, phase: str, time: str, extra_arguments: tuple[str, ...] = ()) -> list[str]:
+    def call(
+        self, k: int, phase: str, time: str, extra_arguments: tuple[str, ...] = ()
+    ) -> list[str]:
         """Emit the call of mechanism k's ``phase`` for instance j, node i; returns the
         output names (already unpacked)."""
         layout = self.layout
@@ -150,12 +167,12 @@ class _Printer:
         ion_outputs = spec.ion_outputs
         if phase == "current":
             currents = [pair for pair in ion_outputs if pair[1] in ("i", "didv")]
-            ion_outputs = ion_outputs[len(currents):]
-            rest = rest[len(currents):]
+            ion_outputs = ion_outputs[len(currents) :]
+            rest = rest[len(currents) :]
         for (ion, field_name), value in zip(ion_outputs, rest, strict=False):
             s = layout.ions.index(ion)
             self.emit(f"ion{s}[c, {ION_FIELDS.index(field_name)}, r_{ion}, q] = {value}")
-        rest = rest[len(ion_outputs):]
+        rest = rest[len(ion_outputs) :]
         stored = layout.stored[k]
         for name, value in zip(spec.instance_outputs, rest, strict=True):
             if name in stored:
@@ -191,7 +208,7 @@ class _Printer:
     def initialize(self) -> None:
         """``finitialize``: v, the ions' initial concentrations and reversal potentials,
         then every mechanism's INITIAL in type order."""
-        self.header("initialize", "c, count, ")
+        self.header("initialize", "c, count, q, ")
         self.open("for i in range(parent.size):")
         levels = self.instances()
         self.emit("v[c, i, q] = v_init[c, q]")
@@ -227,7 +244,7 @@ class _Printer:
         order, each instance adding straight into its node's rhs and d as NEURON does
         (so every node's sums are NEURON's, term by term); then the capacitance and the
         axial terms, node by node in increasing index."""
-        self.header("assemble", "c, count, time, cfac, ")
+        self.header("assemble", "c, count, q, time, cfac, ")
         self.open("for i in range(parent.size):")
         levels = self.instances()
         self.emit("rhs[c, i, q] = 0.0")
@@ -293,7 +310,7 @@ class _Printer:
 
     def advance(self) -> None:
         """``nonvint``: every mechanism's SOLVEd states in type order, at ``time``."""
-        self.header("advance", "c, count, time, ")
+        self.header("advance", "c, count, q, time, ")
         for k, mechanism in enumerate(self.layout.mechanisms):
             if "state" not in mechanism.phases:
                 continue
@@ -343,7 +360,6 @@ class _Printer:
             self.close()
         self.emit("return 0.0")
         self.close()
-
 
     # -------------------------------------------------------------- the solve
     def solve(self) -> None:
@@ -441,9 +457,7 @@ class _Printer:
         observed = ("n_steps, t_grid, rec_kind, rec_field, rec_row, rec_every, rec, "
                     "spike_node, threshold, interpolate, spike_t, spike_n, spike_flag, "
                     f"spike_v, {stores}")  # fmt: skip
-        head = ("starts, n_steps, t_grid, t_mid, cfac, ev_ptr, ev_step, ev_column, ev_kind, "
-                "ev_row, ev_time, ev_weight, rec_kind, rec_field, rec_row, rec_every, rec, "
-                "spike_node, threshold, interpolate, spike_t, spike_n, spike_flag, spike_v, ")  # fmt: skip
+        head = "".join(f"{name}, " for name in DRIVER_ARGUMENTS)
         self.emit()
         if self.cuda:
             self.emit("@cuda.jit")
@@ -465,9 +479,9 @@ class _Printer:
             self.emit("start = starts[c]")
             self.emit("count = starts[c + 1] - start")
             self.emit("group = c")
-        self.emit(f"initialize(c, count, {arguments})")
+        self.emit(f"initialize(c, count, q, {arguments})")
         # finitialize ends with one assembly at t = 0, so the currents are valid there
-        self.emit(f"assemble(c, count, 0.0, cfac, {arguments})")
+        self.emit(f"assemble(c, count, q, 0.0, cfac, {arguments})")
         self.emit(f"observe(c, start, count, q, 0, {observed})")
         self.emit("cursor = ev_ptr[group]")
         self.emit("end = ev_ptr[group + 1]")
@@ -477,9 +491,9 @@ class _Printer:
                   f"ev_time[cursor], ev_weight[cursor], {arguments})")  # fmt: skip
         self.emit("cursor += 1")
         self.close()
-        self.emit(f"assemble(c, count, t_mid[k], cfac, {arguments})")
+        self.emit(f"assemble(c, count, q, t_mid[k], cfac, {arguments})")
         self.emit("solve(c, count, q, parent, a, b, d, rhs, v)")
-        self.emit(f"advance(c, count, t_grid[k + 1], {arguments})")
+        self.emit(f"advance(c, count, q, t_grid[k + 1], {arguments})")
         self.emit(f"observe(c, start, count, q, k + 1, {observed})")
         self.close(3)
 
@@ -493,18 +507,36 @@ def generate(layout: Layout, *, cuda: bool = False) -> str:
     """The source of the kernel module for ``layout`` (CPU, or the CUDA device build)."""
     printer = _Printer(layout, cuda)
     lines = [
-        f'"""Generated by dhs.engine.kernel (version {KERNEL_VERSION}) for the mechanisms',
-        ", ".join(m.name for m in layout.mechanisms) + ". Do not edit.",
+        f'"""Generated by dhs.engine.kernel (version {KERNEL_VERSION}, '
+        f"{'CUDA' if cuda else 'CPU'} build) for",
+        "the mechanisms " + ", ".join(m.name for m in layout.mechanisms) + ". Do not edit.",
         '"""',
         "",
-        "from numba import uint64  # noqa: F401",
-        "",
-        "from dhs.engine.nmodl.runtime import nrn_nernst  # noqa: F401",
-        "from dhs.engine.kernel_runtime import driver_jit, kernel_jit  # noqa: F401",
     ]
-    for k, mechanism in enumerate(layout.mechanisms):
-        for phase in mechanism.phases:
-            lines.append(f"from {mechanism.module_name} import {phase} as m{k}_{phase}  # noqa: F401")
+    if cuda:
+        lines += [
+            "from numba import cuda  # noqa: F401",
+            "",
+            "from dhs.engine.kernel_runtime import device_jit as kernel_jit  # noqa: F401",
+            "from dhs.engine.nmodl.runtime_cuda import device_module, device_runtime",
+            "",
+            'nrn_nernst = device_runtime()["nrn_nernst"]',
+        ]
+        for k, mechanism in enumerate(layout.mechanisms):
+            lines.append(f'_m{k} = device_module("{mechanism.module_name}")')
+            lines += [f"m{k}_{phase} = _m{k}.{phase}" for phase in mechanism.phases]
+    else:
+        lines += [
+            "from numba import uint64  # noqa: F401",
+            "",
+            "from dhs.engine.nmodl.runtime import nrn_nernst  # noqa: F401",
+            "from dhs.engine.kernel_runtime import driver_jit, kernel_jit  # noqa: F401",
+        ]
+        for k, mechanism in enumerate(layout.mechanisms):
+            lines += [
+                f"from {mechanism.module_name} import {phase} as m{k}_{phase}  # noqa: F401"
+                for phase in mechanism.phases
+            ]
     printer.lines = lines
     printer.initialize()
     printer.close()
@@ -521,8 +553,10 @@ def generate(layout: Layout, *, cuda: bool = False) -> str:
     return "\n".join(printer.lines) + "\n"
 
 
-def load(layout: Layout):
-    """The CPU kernel module of ``layout`` (generated into the cache once)."""
+def load(layout: Layout, *, cuda: bool = False):
+    """The kernel module of ``layout``, CPU or CUDA build (generated into the cache once;
+    its mechanisms' modules are imported first)."""
     for mechanism in layout.mechanisms:
         mechanism.module  # noqa: B018 - writes and imports the mechanism's module first
-    return load_module("kernel", layout.digest, generate(layout), kind="kernels")
+    name = "kernel_cuda" if cuda else "kernel"
+    return load_module(name, layout.digest, generate(layout, cuda=cuda), kind="kernels")

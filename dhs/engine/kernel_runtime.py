@@ -1,10 +1,12 @@
-"""Decorators of the generated kernel module's CPU build (:mod:`dhs.engine.kernel`)."""
+"""Decorators of the generated kernel modules (:mod:`dhs.engine.kernel`), CPU and CUDA."""
 
 from __future__ import annotations
 
 import numba
 
-__all__ = ["driver_jit", "kernel_jit"]
+from .nmodl.build import device_jit
+
+__all__ = ["device_jit", "driver_jit", "kernel_jit"]
 
 
 def kernel_jit(function):
@@ -17,3 +19,4 @@ def driver_jit(function):
     """The run of a block of chunks: releases the GIL, so one Python thread per worker
     runs its own block in parallel."""
     return numba.njit(cache=True, nogil=True, error_model="numpy")(function)
+

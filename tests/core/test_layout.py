@@ -134,11 +134,6 @@ def test_no_import_cycles_outside_the_engine():
     assert cycles == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dhs/engine/cuda.py and dhs/engine/integrate.py import each other; the engine "
-    "is being rewritten (remove this mark when it passes)",
-)
 def test_no_import_cycles_in_the_engine():
     assert _cycles(within="dhs.engine") == []
 

@@ -19,7 +19,7 @@ import tempfile
 import types
 from pathlib import Path
 
-__all__ = ["cache_root", "cuda_functions", "load_module", "module_path"]
+__all__ = ["cache_root", "cuda_functions", "device_jit", "load_module", "module_path"]
 
 
 def cache_root() -> Path:
@@ -73,6 +73,18 @@ def load_module(name: str, digest: str, source: str, kind: str = "mechanisms") -
     return module
 
 
+def device_jit(function):
+    """A device function that NVVM inlines into its caller (``forceinline``). Numba's
+    own IR inlining (``inline="always"``) is not used: it refuses calls of more than 30
+    arguments, which Python compiles as ``f(*args)``. The simulator takes no
+    ``forceinline``."""
+    from numba import config, cuda
+
+    if config.ENABLE_CUDASIM:
+        return cuda.jit(device=True)(function)
+    return cuda.jit(device=True, forceinline=True)(function)
+
+
 def _is_dispatcher(value) -> bool:
     return hasattr(value, "py_func") and hasattr(value, "targetoptions")
 
@@ -80,12 +92,10 @@ def _is_dispatcher(value) -> bool:
 def cuda_functions(module: types.ModuleType, runtime: dict) -> dict[str, object]:
     """Device builds of every function of a generated module.
 
-    Each is ``cuda.jit(device=True, inline="always")`` of a function with the CPU
+    Each is :func:`device_jit` of a function with the CPU
     function's code object, whose globals resolve the runtime names to ``runtime``
     (device functions) and the module's own functions to their device builds.
     """
-    from numba import cuda
-
     namespace = dict(module.__dict__)
     namespace.update(runtime)
     built = {}
@@ -100,6 +110,6 @@ def cuda_functions(module: types.ModuleType, runtime: dict) -> dict[str, object]
             original.__defaults__,
             original.__closure__,
         )
-        built[name] = cuda.jit(device=True, inline="always")(function)
+        built[name] = device_jit(function)
     namespace.update(built)
     return built
