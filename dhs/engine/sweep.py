@@ -456,8 +456,17 @@ max_spikes
     records = [model.node(r) for r in (record_nodes if record_nodes is not None else [])]
     spike = None if spike_node is None else model.node(spike_node)
     # the one checked set of run settings, for the engine and for the memory estimate
-    options = RunOptions(tstop, dt, tuple(records), (), record_every, spike, spike_threshold,
-                         spike_method, max_spikes)
+    options = RunOptions(
+        tstop,
+        dt,
+        tuple(records),
+        (),
+        record_every,
+        spike,
+        spike_threshold,
+        spike_method,
+        max_spikes,
+    )
     tstop, dt, record_every = options.tstop, options.dt, options.record_every
     n_steps = options.n_steps
     n_times = options.n_samples

@@ -1123,9 +1123,7 @@ class _Generator:
                 m._check_body(statements, block.name)
                 method = solve.method
                 if solve.steadystate:
-                    m.problems.append(
-                        (f"SOLVE {block.name} STEADYSTATE", solve.line, block.name)
-                    )
+                    m.problems.append((f"SOLVE {block.name} STEADYSTATE", solve.line, block.name))
                     continue
                 if method == "cnexp":
                     try:
@@ -1139,9 +1137,7 @@ class _Generator:
                         method = "derivimplicit"
                 if method in ("derivimplicit", "euler"):
                     body.append(
-                        derivative_system(
-                            method, block, statements, self._is_state, self.mod.where
-                        )
+                        derivative_system(method, block, statements, self._is_state, self.mod.where)
                     )
                     continue
                 m.problems.append(
@@ -1288,11 +1284,7 @@ class _Generator:
                     ion_outputs.append((use.name, field_name))
         for use in self.mod.ions:
             for name in use.write:
-                if (
-                    m.ion_names[name][1] == "i"
-                    and name not in use.read
-                    and name in effects.exposed
-                ):
+                if m.ion_names[name][1] == "i" and name not in use.read and name in effects.exposed:
                     m.problems.append(
                         (
                             f"{phase} reads {name}, which the file only WRITEs (the value "
