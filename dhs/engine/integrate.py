@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import checks
 from ..backends import resolve_backend
 from . import kernel
 from .inputs import poisson_times
@@ -205,17 +206,11 @@ class Engine:
         chunk: int = 16,
         workers: int | None = None,
     ):
-        if not isinstance(model, CellModel):
-            raise ValueError(f"model must be a dhs.engine.CellModel, got {type(model).__name__}")
-        for name, value in (("n_instances", n_instances), ("chunk", chunk), ("workers", workers)):
-            if value is None and name == "workers":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if backend not in ("cpu", "auto", "cuda"):
-            raise ValueError(
-                f"backend {backend!r} is not available for the engine; use 'cpu', 'cuda' or 'auto'"
-            )
+        checks.instance_of("model", model, CellModel, "a dhs.engine.CellModel")
+        n_instances = checks.positive_int("n_instances", n_instances)
+        chunk = checks.positive_int("chunk", chunk)
+        workers = checks.optional_positive_int("workers", workers)
+        checks.one_of("backend", backend, ("cpu", "auto", "cuda"))
         backend = resolve_backend(backend)
         self.model = model
         self.n_instances = int(n_instances)

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: Bump when the generated kernel changes.
-KERNEL_VERSION = 3
+KERNEL_VERSION = 4
 #: Per-node fields of an ion, in storage order.
 ION_FIELDS = ("e", "ci", "co", "i", "didv")
 #: Ion style bits (NEURON's ``eion.cpp``).
@@ -460,7 +460,7 @@ class _Printer:
         head = "".join(f"{name}, " for name in DRIVER_ARGUMENTS)
         self.emit()
         if self.cuda:
-            self.emit("@cuda.jit")
+            self.emit("@cuda.jit(cache=True)")
             self.open(f"def run_instances(n_instances, {head}{arguments}):")
             self.emit("q = cuda.grid(1)")
             self.open("if q >= n_instances:")

@@ -3,19 +3,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from .. import checks
+
 __all__ = ["RunOptions"]
-
-
-def _positive_integer(name: str, value) -> int:
-    if isinstance(value, bool) or (not isinstance(value, int) and not hasattr(value, "__index__")):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    value = int(value)
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -58,34 +50,21 @@ class RunOptions:
     max_spikes: int | None = None
 
     def __post_init__(self) -> None:
-        dt, tstop = self.dt, self.tstop
-        if (
-            isinstance(dt, bool)
-            or not isinstance(dt, (int, float))
-            or not (math.isfinite(dt) and dt > 0)
-        ):
-            raise ValueError(f"dt must be a positive number of ms, got {dt!r}")
-        if (
-            isinstance(tstop, bool)
-            or not isinstance(tstop, (int, float))
-            or not (math.isfinite(tstop) and tstop >= 0)
-        ):
-            raise ValueError(f"tstop must be a non-negative number of ms, got {tstop!r}")
-        object.__setattr__(self, "dt", float(dt))
-        object.__setattr__(self, "tstop", float(tstop))
+        object.__setattr__(self, "dt", checks.time_step("dt", self.dt))
+        object.__setattr__(self, "tstop", checks.stop_time("tstop", self.tstop))
         object.__setattr__(
-            self, "record_every", _positive_integer("record_every", self.record_every)
+            self, "record_every", checks.positive_int("record_every", self.record_every)
         )
-        if self.spike_method not in ("neuron", "interpolate"):
-            raise ValueError(
-                f"spike_method must be 'neuron' or 'interpolate', got {self.spike_method!r}"
+        checks.one_of("spike_method", self.spike_method, ("neuron", "interpolate"))
+        object.__setattr__(
+            self,
+            "spike_threshold",
+            checks.finite_number("spike_threshold", self.spike_threshold, unit="mV"),
+        )
+        if self.max_spikes is not None:
+            object.__setattr__(
+                self, "max_spikes", checks.non_negative_int("max_spikes", self.max_spikes)
             )
-        if not math.isfinite(float(self.spike_threshold)):
-            raise ValueError(f"spike_threshold must be finite, got {self.spike_threshold!r}")
-        if self.max_spikes is not None and (
-            isinstance(self.max_spikes, bool) or int(self.max_spikes) < 0
-        ):
-            raise ValueError(f"max_spikes must be a non-negative integer, got {self.max_spikes!r}")
         nodes = () if self.record_nodes is None else tuple(self.record_nodes)
         object.__setattr__(self, "record_nodes", nodes)
         records = tuple(tuple(item) for item in (self.record or ()))
