@@ -37,6 +37,12 @@ def _engine(arguments) -> int:
     return 0
 
 
+def _demo(arguments) -> int:
+    from .demo import main as demo
+
+    return demo(n=arguments.n, tstop=arguments.tstop, output=arguments.output)
+
+
 def _swap_demo(arguments) -> int:
     from .swap_demo import main as swap_demo
 
@@ -52,6 +58,14 @@ def _schedule_demo(arguments) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dhs-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo", help="the main job: N different instances of a cell, NEURON against the engine"
+    )
+    demo.add_argument("--n", type=int, default=200, help="instances (default 200)")
+    demo.add_argument("--tstop", type=float, default=100.0, help="ms (default 100)")
+    demo.add_argument("--output", default="output", help="folder of the figure (default output)")
+    demo.set_defaults(run=_demo)
 
     solve = commands.add_parser("solve", help="the tree solve alone, batches of a CA1-size cell")
     solve.add_argument("--cells", type=int, nargs="+", default=[715, 3000, 7150])
