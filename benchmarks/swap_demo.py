@@ -1,7 +1,8 @@
-"""The main demo: NEURON's pyramidal cell run natively and with the DHS solve.
+"""One cell: NEURON's pyramidal cell run natively and with the DHS solve swapped in.
 
-``python -m neuron_bridge demo`` (or ``python3 tasks.py demo``) prints a table and
-saves a figure of the traces and their differences.
+``dhs-bench swap-demo`` prints a table and saves a figure of the traces and their
+differences. On a CPU the swap does not make one cell faster (NEURON's own solve is
+already serial Hines); the main job, ``benchmarks/demo.py``, shows the batched engine.
 """
 
 from __future__ import annotations
