@@ -40,7 +40,8 @@ class Layout:
     parent : ndarray of int64, shape (n,)
         Parents in the new numbering; ``parent[j] < j`` for every non-root j.
     child_ptr, child_index : ndarray of int64
-        Children in the new numbering, CSR form.
+        Children in the new numbering, CSR form; each parent's children in decreasing
+        tree index (the order serial Hines eliminates them in).
     node_ptr : ndarray of int64, shape (n_components + 1,)
         Component c owns new indices ``node_ptr[c]:node_ptr[c + 1]``; its root is
         ``node_ptr[c]``.
@@ -115,7 +116,10 @@ def dhs_layout(tree: Tree, threads: int) -> Layout:
     has_parent = parent >= 0
     child_ptr = np.zeros(tree.n + 1, np.int64)
     np.cumsum(np.bincount(parent[has_parent], minlength=tree.n), out=child_ptr[1:])
-    child_index = np.flatnonzero(has_parent)[np.argsort(parent[has_parent], kind="stable")]
+    # A parent's children in serial Hines's elimination order (decreasing tree index),
+    # so that a parent pulling from them subtracts the same terms in the same order.
+    children = np.flatnonzero(has_parent)
+    child_index = children[np.lexsort((-node_of[children], parent[children]))]
 
     arrays = dict(
         node_of=node_of,

@@ -19,10 +19,96 @@ import numba
 import numpy as np
 from numba import cuda
 
-__all__ = ["DEFAULT_SHARED_MEMORY_BYTES", "kernel_signature", "kernels"]
+__all__ = [
+    "DEFAULT_SHARED_MEMORY_BYTES",
+    "back_substitute",
+    "eliminate",
+    "kernel_signature",
+    "kernels",
+]
 
 # The default dynamic shared memory a block may use without an opt-in attribute.
 DEFAULT_SHARED_MEMORY_BYTES = 48 * 1024
+
+
+@cuda.jit(device=True, inline="always")
+def eliminate(
+    lane,
+    first_step,
+    last_step,
+    step_lo,
+    step_hi,
+    child_ptr,
+    child_index,
+    coupling_node,
+    a,
+    b,
+    coupling,
+    pivot,
+    value,
+    lo,
+    active,
+):
+    """Hu's steps ``first_step .. last_step - 1`` of one cell, lane ``lane`` taking the
+    lane-th node of each step: node j pulls from its children, eliminated in earlier
+    steps, in the layout's child order (serial Hines's), so the sums are serial Hines's.
+
+    ``pivot``/``value`` hold d and rhs of the cell at ``new index - lo``; a and b are
+    read at ``coupling + coupling_node[new index]``. Every lane of the block must call
+    it (barriers between steps); ``active`` False lanes only meet the barriers.
+    Returns False if a coupling coefficient read is not finite.
+    """
+    finite = True
+    for s in range(first_step, last_step):
+        j = step_lo[s] + lane
+        if active and j < step_hi[s]:
+            pivot_j = pivot[j - lo]
+            value_j = value[j - lo]
+            for q in range(child_ptr[j], child_ptr[j + 1]):
+                child = child_index[q]
+                node = coupling_node[child]
+                a_child = a[coupling + node]
+                b_child = b[coupling + node]
+                if not (math.isfinite(a_child) and math.isfinite(b_child)):
+                    finite = False
+                factor = a_child / pivot[child - lo]
+                pivot_j -= factor * b_child
+                value_j -= factor * value[child - lo]
+            pivot[j - lo] = pivot_j
+            value[j - lo] = value_j
+        cuda.syncthreads()
+    return finite
+
+
+@cuda.jit(device=True, inline="always")
+def back_substitute(
+    lane,
+    first_step,
+    last_step,
+    step_lo,
+    step_hi,
+    parent,
+    coupling_node,
+    b,
+    coupling,
+    pivot,
+    value,
+    lo,
+    active,
+):
+    """The steps of :func:`eliminate` in reverse: each node reads its parent's final x
+    (x replaces ``value``)."""
+    for s in range(last_step - 1, first_step - 1, -1):
+        j = step_lo[s] + lane
+        if active and j < step_hi[s]:
+            up = parent[j]
+            if up >= 0:
+                value[j - lo] = (
+                    value[j - lo] - b[coupling + coupling_node[j]] * value[up - lo]
+                ) / pivot[j - lo]
+            else:
+                value[j - lo] = value[j - lo] / pivot[j - lo]
+        cuda.syncthreads()
 
 
 @functools.cache
@@ -31,9 +117,9 @@ def kernels(dtype: np.dtype):
 
     One kernel serves both memory paths (``use_shared``): ``pivot`` and ``value`` are
     either slices of the block's shared staging buffer or of global scratch, indexed
-    alike. Numba-CUDA device functions cannot be compiled without a GPU context, so
-    the kernel is written out in one piece to keep ``cuda.compile_ptx`` checks
-    possible on machines without a GPU.
+    alike. The steps themselves are :func:`eliminate` and :func:`back_substitute`, which
+    the engine's DHS scheme calls too; they are inlined at Numba's IR level, so
+    ``cuda.compile_ptx`` works without a GPU.
     """
     element = numba.from_dtype(np.dtype(dtype))
 
@@ -99,38 +185,41 @@ def kernels(dtype: np.dtype):
                     finite = False
         cuda.syncthreads()
 
-        # Elimination: node j pulls from its children, eliminated in earlier steps.
-        for s in range(step_ptr[component], step_ptr[component + 1]):
-            j = step_lo[s] + lane
-            if active and j < step_hi[s]:
-                pivot_j = pivot[j - lo]
-                value_j = value[j - lo]
-                for q in range(child_ptr[j], child_ptr[j + 1]):
-                    child = child_index[q]
-                    node = node_of[child]
-                    a_child = a[coupling + node]
-                    b_child = b[coupling + node]
-                    if not (math.isfinite(a_child) and math.isfinite(b_child)):
-                        finite = False
-                    factor = a_child / pivot[child - lo]
-                    pivot_j -= factor * b_child
-                    value_j -= factor * value[child - lo]
-                pivot[j - lo] = pivot_j
-                value[j - lo] = value_j
-            cuda.syncthreads()
-
-        # Back-substitution, steps in reverse: each node reads its parent's final x.
-        for s in range(step_ptr[component + 1] - 1, step_ptr[component] - 1, -1):
-            j = step_lo[s] + lane
-            if active and j < step_hi[s]:
-                up = parent[j]
-                if up >= 0:
-                    value[j - lo] = (
-                        value[j - lo] - b[coupling + node_of[j]] * value[up - lo]
-                    ) / pivot[j - lo]
-                else:
-                    value[j - lo] = value[j - lo] / pivot[j - lo]
-            cuda.syncthreads()
+        first_step = step_ptr[component]
+        last_step = step_ptr[component + 1]
+        if not eliminate(
+            lane,
+            first_step,
+            last_step,
+            step_lo,
+            step_hi,
+            child_ptr,
+            child_index,
+            node_of,
+            a,
+            b,
+            coupling,
+            pivot,
+            value,
+            lo,
+            active,
+        ):
+            finite = False
+        back_substitute(
+            lane,
+            first_step,
+            last_step,
+            step_lo,
+            step_hi,
+            parent,
+            node_of,
+            b,
+            coupling,
+            pivot,
+            value,
+            lo,
+            active,
+        )
 
         # Scatter x back to the caller's numbering.
         if active:
