@@ -149,6 +149,28 @@ def _types(kind: int) -> list[tuple[str, int, bool]]:
     return found
 
 
+def memb_order(names, type_number, writers: set[str], extracellular: int) -> list[str]:
+    """NEURON's order of mechanisms (``memb_order_``), which its thread lists follow: the
+    order INITIAL blocks run, currents are summed and states advance.
+
+    It is the type order, except that ``nrn_writes_conc`` (called for a mechanism that
+    WRITEs a concentration, and for each ion) inserts the mechanism just after the ions
+    registered so far, in front of the concentration writers registered before it. So
+    the types up to ``extracellular`` come first, then the concentration writers, the
+    most recently registered first, then all others in type order.
+    """
+
+    def key(name: str) -> tuple[int, int]:
+        number = type_number(name)
+        if number <= extracellular:
+            return (0, number)
+        if name in writers:
+            return (1, -number)
+        return (2, number)
+
+    return sorted(names, key=key)
+
+
 def _source(kind: int, name: str) -> tuple[str, str]:
     """The ``.mod`` text NEURON compiled a mechanism from, and its file name."""
     types = h.MechanismType(kind)
@@ -320,7 +342,12 @@ def export_model(v_init: float | None = None, *, t_max: float = math.inf) -> Cel
     def type_number(name: str) -> int:
         return density_types[name] if name in density_types else point_types[name][0]
 
-    order = sorted(mechanisms, key=type_number)  # NEURON's order of currents and states
+    order = memb_order(
+        mechanisms,
+        type_number,
+        {name for name, m in mechanisms.items() if m.writes_concentration},
+        density_types["extracellular"],
+    )
     tables = {}
     for name in order:
         mechanism = mechanisms[name]

@@ -15,18 +15,47 @@ BluePyOpt's ``ephys`` package builds it, without importing BluePyOpt:
 * the protocol's IClamps at ``soma[0](0.5)`` (Step3: a 0.95 nA step from 700 ms for
   2 s on a -0.126 nA holding current, 3 s).
 
+:func:`build_thalamocortical` is the thalamocortical cell of BluePyOpt's
+``examples/thalamocortical-cell`` (Iavarone et al. 2019), built as its
+``CellEvalSetup/template.py`` and ``evaluator.py`` build it, without importing BluePyOpt:
+
+* the e-type's morphology of ``config/recipes.json`` (``cAD_ltb``: ``jy160728_A_idA.asc``)
+  read by Import3d into BluePyOpt's empty cell template (section lists ``all``,
+  ``somatic``, ``basal``, ``apical``, ``axonal``, ``myelinated``);
+* ``nseg = 1 + 2 * int(L / 40)`` (``do_set_nseg=40.``), then the axon replaced by two
+  30 µm stubs, as for the L5PC;
+* the mechanisms of ``config/params/TC.json`` per section list, mechanism by mechanism
+  (``alldend`` is ``basal``, ``somadend`` is ``basal`` then ``somatic``), then its
+  parameters in order: the globals ``v_init = -79`` mV and ``celsius = 34``, the frozen
+  values (``cm``, ``Ra``, ``ena``, ``ek``, ``e_pas``) and, for the parameters given as
+  bounds, the optimised values of ``results/<etype>_params.csv``, row ``modid`` (the
+  notebook's ``modid = 62``, the cAD_ltb model of the paper), in the order of
+  ``evaluator.param_dict``; the file has no distributions, so every value is uniform
+  (``NrnSectionParameter``, scaler ×1 + 0);
+* the protocol's step and holding IClamps at ``soma[0](0.5)``, step first
+  (``config/protocols/<etype>.json``; Step_200 of cAD_ltb: a 0.118859 nA step from
+  800 ms for 1.35 s on a 0.134536 nA holding current, 2.4 s). The example simulates
+  with CVode; the tests use NEURON's fixed step.
+
 NEURON loads one mechanism library per process, so use it in a child process.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
 
 from fetched import package_root
 
-__all__ = ["L5PC_RELEASE", "build_l5pc", "l5pc_folder"]
+__all__ = [
+    "L5PC_RELEASE",
+    "build_l5pc",
+    "build_thalamocortical",
+    "l5pc_folder",
+    "thalamocortical_folder",
+]
 
 #: ``release_params`` of BluePyOpt's ``examples/l5pc/l5pc_analysis.py``.
 L5PC_RELEASE = {
@@ -150,6 +179,140 @@ def build_l5pc(protocol: str = "Step3") -> dict:
         "tstop": float(stimuli[0]["totduration"]),
         "soma": cell.soma[0](0.5),
         "apical_tip": far(1.0 - 0.5 / far.nseg),
+    }
+
+
+#: BluePyOpt's ``CellModel.create_empty_template`` with its default section lists and
+#: section arrays (``init`` deletes the arrays; Import3d creates the cell's sections).
+_BLUEPYOPT_TEMPLATE = """
+begintemplate {name}
+  objref this, CellRef, all, somatic, basal, apical, axonal, myelinated
+  proc init() {{
+    all = new SectionList()
+    somatic = new SectionList()
+    basal = new SectionList()
+    apical = new SectionList()
+    axonal = new SectionList()
+    myelinated = new SectionList()
+    forall delete_section()
+    CellRef = this
+  }}
+  gid = 0
+  proc destroy() {{localobj nil
+    CellRef = nil
+  }}
+  create soma[1], dend[1], apic[1], axon[1], myelin[1]
+endtemplate {name}
+"""
+
+#: ``CellEvalSetup/template.py``'s ``multi_locations``: the section lists of a name.
+_TC_LOCATIONS = {
+    "alldend": ["basal"],
+    "somadend": ["basal", "somatic"],
+    "somaxon": ["axonal", "somatic"],
+    "allact": ["basal", "somatic", "axonal"],
+}
+
+
+def thalamocortical_folder() -> Path:
+    """``examples/thalamocortical-cell`` of the BluePyOpt 1.14.26 sdist (test cache)."""
+    return package_root("bluepyopt", "1.14.26") / "examples" / "thalamocortical-cell"
+
+
+def build_thalamocortical(
+    protocol: str = "Step_200", etype: str = "cAD_ltb", modid: int = 62
+) -> dict:
+    """Build the optimised thalamocortical cell and a protocol in this NEURON session.
+
+    The example's mechanisms must be loaded already (``load_mod_mechanisms`` on
+    ``thalamocortical_folder() / "mechanisms"``).
+
+    Parameters
+    ----------
+    protocol : str
+        A protocol of ``config/protocols/<etype>.json`` (a ``StepProtocol``).
+    etype : {"cAD_ltb", "cNAD_ltb"}
+        The e-type of ``config/recipes.json`` (its morphology and protocols).
+    modid : int
+        The row of ``results/<etype>_params.csv`` (the notebook's 62 for cAD_ltb).
+
+    Returns
+    -------
+    dict
+        ``cell`` (the template object; keep it referenced), ``clamps`` (the IClamps,
+        step first), ``tstop`` (ms), ``soma`` (``soma[0](0.5)``), ``dendrite_tip`` (the
+        far end's segment of the basal section farthest from the soma), ``parameters``
+        (the optimised values by BluePyOpt's ``name.sectionlist``).
+    """
+    from neuron import h
+
+    folder = thalamocortical_folder()
+    recipe = json.loads((folder / "config" / "recipes.json").read_text())[etype]
+    definitions = json.loads((folder / recipe["params"]).read_text())
+    with open(folder / "results" / f"{etype}_params.csv", newline="") as rows:
+        values = list(csv.reader(rows, quoting=csv.QUOTE_NONNUMERIC))[modid]
+    h.load_file("stdrun.hoc")
+    h.load_file("import3d.hoc")
+    if not hasattr(h, etype):
+        h(_BLUEPYOPT_TEMPLATE.format(name=etype))
+    cell = getattr(h, etype)()
+    reader = h.Import3d_Neurolucida3()
+    reader.quiet = 1
+    h.hoc_stdout("/dev/null")
+    reader.input(str(folder / recipe["morph_path"] / recipe["morphology"]))
+    h.hoc_stdout()
+    h.Import3d_GUI(reader, 0).instantiate(cell)
+    for section in cell.all:
+        section.nseg = 1 + 2 * int(section.L / 40.0)
+    _replace_axon(h, cell, stub_length=60.0, nseg_frequency=40.0)
+
+    def sections(where: str):
+        for name in _TC_LOCATIONS.get(where, [where]):
+            yield from getattr(cell, name)
+
+    for where, channels in definitions["mechanisms"].items():
+        for mechanism in channels["mech"]:
+            for section in sections(where):
+                section.insert(mechanism)
+    free = [
+        (where, parameter)
+        for where, parameters in definitions["parameters"].items()
+        if where != "__comment"
+        for parameter in parameters
+        if isinstance(parameter["val"], list)
+    ]
+    if len(values) != len(free):
+        raise ValueError(f"{len(values)} values for {len(free)} free parameters")
+    optimised = {
+        f"{parameter['name']}.{where}": value
+        for (where, parameter), value in zip(free, values, strict=True)
+    }
+    for where, parameters in definitions["parameters"].items():
+        if where == "__comment":
+            continue
+        for parameter in parameters:
+            name = parameter["name"]
+            value = optimised.get(f"{name}.{where}", parameter["val"])
+            if where == "global":
+                setattr(h, name, value)
+                continue
+            for section in sections(where):
+                setattr(section, name, value)
+    stimuli = json.loads((folder / recipe["protocol"]).read_text())[protocol]["stimuli"]
+    clamps = []
+    for stimulus in (stimuli[key] for key in ("step", "holding") if key in stimuli):
+        clamp = h.IClamp(cell.soma[0](0.5))
+        clamp.delay, clamp.dur, clamp.amp = stimulus["delay"], stimulus["duration"], stimulus["amp"]
+        clamps.append(clamp)
+    h.distance(0, 0.5, sec=cell.soma[0])
+    far = max(cell.basal, key=lambda section: h.distance(1, 1.0, sec=section))
+    return {
+        "cell": cell,
+        "clamps": clamps,
+        "tstop": float(stimuli["step"]["totduration"]),
+        "soma": cell.soma[0](0.5),
+        "dendrite_tip": far(1.0 - 0.5 / far.nseg),
+        "parameters": optimised,
     }
 
 
