@@ -16,7 +16,7 @@
 Design notes: ``dhs/engine/DESIGN.md``.
 """
 
-from .integrate import Engine, RunResult, time_grid
+from .integrate import Batch, Engine, RunResult, time_grid
 from .mechanism import Mechanism, builtin, from_source
 from .model import CellModel, IonTable, MechanismTable, SynapticEvents, load_model
 from .nmodl.parse import NmodlError
@@ -24,6 +24,7 @@ from .options import RunOptions
 from .sweep import SweepResult, estimate_bytes_per_instance, load_sweep, sweep
 
 __all__ = [
+    "Batch",
     "CellModel",
     "Engine",
     "IonTable",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -23,8 +24,12 @@ from . import kernel
 
 __all__ = [
     "THREADS_PER_BLOCK",
+    "SchemeChoice",
+    "choose_scheme",
     "compile_ptx",
+    "device_multiprocessors",
     "kernel_signature",
+    "launch_shape",
     "link_sass",
     "no_fma",
     "run_cuda",
@@ -70,17 +75,85 @@ def no_fma():
             nvvm.compile_ir = original
 
 
-def _values(layout: kernel.Layout, head: dict, arrays: dict) -> list:
-    return [head[name] for name in kernel.DRIVER_ARGUMENTS] + [
-        arrays[name] for name in kernel.argument_names(layout)
-    ]
+@dataclass(frozen=True)
+class SchemeChoice:
+    """The scheme a CUDA run uses, and the estimates it was chosen on (µs per step)."""
+
+    scheme: str
+    thread_us: float
+    lanes_us: float
+    reason: str
 
 
-def kernel_signature(layout: kernel.Layout, head: dict, arrays: dict) -> tuple:
-    """Numba types of the kernel's arguments for one run's arrays (C-contiguous device
+#: The cost model's constants (estimates for an H100/H200-class GPU, to be replaced by
+#: the first measurements: ``tasks.py gpu`` times both schemes).
+#: ns per node and mechanism-phase for one thread walking its instance's nodes (each
+#: a chain of dependent global loads: latency-bound).
+THREAD_NS_PER_NODE = 40.0
+#: ns per node and phase for a lane (coalesced loads of neighbouring nodes).
+LANE_NS_PER_NODE = 40.0
+#: ns per block-wide barrier (``syncthreads``) and per Hu step.
+BARRIER_NS = 60.0
+#: Threads in flight per SM for the large generated kernels (~200 registers each).
+THREADS_PER_SM = 320
+#: Bytes moved per node and step per instance (v, rhs, d, cm and a few mechanism fields).
+BYTES_PER_NODE = 200.0
+
+
+def choose_scheme(
+    n_nodes: int,
+    n_instances: int,
+    hu_steps: int,
+    phases: int,
+    lanes: int,
+    multiprocessors: int = 132,
+    bandwidth_bytes_per_s: float = 4.0e12,
+) -> SchemeChoice:
+    """Pick ``thread`` or ``lanes`` for a batch from a simple cost model.
+
+    ``thread`` (one thread per instance) walks every node of its instance in each of
+    ``phases`` passes: a latency-bound chain, in parallel over the instances the
+    device holds at once (``multiprocessors * THREADS_PER_SM``), in waves beyond.
+    ``lanes`` (one block of ``lanes`` threads per instance) shares the nodes among
+    the lanes but waits at a barrier after every phase and every Hu step, twice
+    ``hu_steps`` for the solve; blocks run ``THREADS_PER_SM / lanes`` per
+    multiprocessor. Both are bounded below by the memory traffic. The cheaper wins.
+    """
+    in_flight = multiprocessors * THREADS_PER_SM
+    memory_us = n_instances * n_nodes * BYTES_PER_NODE / bandwidth_bytes_per_s * 1e6
+    waves = -(-n_instances // in_flight)
+    thread_us = max(waves * n_nodes * phases * THREAD_NS_PER_NODE / 1e3, memory_us)
+    blocks_in_flight = multiprocessors * max(1, THREADS_PER_SM // lanes)
+    block_waves = -(-n_instances // blocks_in_flight)
+    per_block_ns = (-(-n_nodes // lanes)) * phases * LANE_NS_PER_NODE + (
+        phases + 2 * hu_steps
+    ) * BARRIER_NS
+    lanes_us = max(block_waves * per_block_ns / 1e3, memory_us)
+    scheme = "thread" if thread_us <= lanes_us else "lanes"
+    reason = (
+        f"estimated {thread_us:.1f} us/step with a thread per instance ({waves} wave(s) of "
+        f"{in_flight} threads) against {lanes_us:.1f} us/step with {lanes} lanes per "
+        f"instance ({block_waves} wave(s), {hu_steps} Hu steps)"
+    )
+    return SchemeChoice(scheme, thread_us, lanes_us, reason)
+
+
+def device_multiprocessors() -> int:
+    """Multiprocessors of the current GPU (132, an H100/H200's, without one)."""
+    from ..backends import gpu_available
+
+    if not gpu_available():
+        return 132
+    from numba import cuda
+
+    return int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
+
+
+def kernel_signature(prepared) -> tuple:
+    """Numba types of the kernel's arguments for a prepared run (C-contiguous device
     arrays, as :func:`run_cuda` passes them)."""
     types = [numba.int64]
-    for value in _values(layout, head, arrays):
+    for value in prepared.values():
         if isinstance(value, np.ndarray):
             types.append(numba.typeof(np.ascontiguousarray(value)))
         else:
@@ -88,20 +161,15 @@ def kernel_signature(layout: kernel.Layout, head: dict, arrays: dict) -> tuple:
     return tuple(types)
 
 
-def compile_ptx(
-    layout: kernel.Layout, head: dict, arrays: dict, cc=(9, 0), *, contract: bool = False
-) -> str:
-    """PTX of the layout's kernel for these arrays (needs the CUDA compiler libraries,
-    no GPU). FMA contraction is off, as :func:`run_cuda` compiles it, unless
-    ``contract``."""
+def compile_ptx(prepared, cc=(9, 0), *, contract: bool = False) -> str:
+    """PTX of a prepared run's kernel (needs the CUDA compiler libraries, no GPU). FMA
+    contraction is off, as :func:`run_cuda` compiles it, unless ``contract``."""
     from numba import cuda
 
-    module = kernel.load(layout, cuda=True)
+    module = kernel.load(prepared.plan)
     fma = contextlib.nullcontext() if contract else no_fma()
     with fma, _compute_capability(cc):
-        ptx, _ = cuda.compile_ptx(
-            module.run_instances.py_func, kernel_signature(layout, head, arrays), cc=cc
-        )
+        ptx, _ = cuda.compile_ptx(module.run_instances.py_func, kernel_signature(prepared), cc=cc)
     return ptx
 
 
@@ -155,31 +223,44 @@ def link_sass(ptx: str, cc=(9, 0)) -> str:
         nvjitlink.destroy(handle)
 
 
-def run_cuda(layout: kernel.Layout, head: dict, arrays: dict, n_instances: int) -> None:
-    """Run the layout's kernel over ``n_instances`` threads; the results (``rec``,
-    ``spike_t``, ``spike_n`` of ``head``, and the state arrays of ``arrays``) are
-    copied back in place."""
+def launch_shape(prepared) -> tuple[int, int]:
+    """``(blocks, threads per block)`` of a prepared run: ``thread``, one thread per
+    instance; ``lanes``, one block of ``lanes`` threads per instance."""
+    if prepared.plan.scheme == "lanes":
+        return prepared.n_instances, prepared.lanes
+    return (prepared.n_instances + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK, THREADS_PER_BLOCK
+
+
+def run_cuda(runs) -> None:
+    """Launch every prepared run (each on its own stream, so that they overlap) and
+    copy the results (``rec``, ``spike_t``, ``spike_n`` and the state arrays) back in
+    place."""
     from numba import cuda
 
-    module = kernel.load(layout, cuda=True)
-    stream = cuda.stream()
-    device_head = {
-        name: cuda.to_device(np.ascontiguousarray(value), stream=stream)
-        if isinstance(value, np.ndarray)
-        else value
-        for name, value in head.items()
-    }
-    device_arrays = {
-        name: cuda.to_device(np.ascontiguousarray(value), stream=stream)
-        for name, value in arrays.items()
-    }
-    values = _values(layout, device_head, device_arrays)
-    blocks = (n_instances + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
-    with no_fma() if not cuda_simulator_enabled() else contextlib.nullcontext():
-        module.run_instances[blocks, THREADS_PER_BLOCK, stream](n_instances, *values)
-    stream.synchronize()
-    for name in _RESULTS:
-        head[name][...] = device_head[name].copy_to_host()
-    for name, value in arrays.items():
-        if value.ndim >= 2 and value.flags.writeable:
-            value[...] = device_arrays[name].copy_to_host()
+    launched = []
+    for prepared in runs:
+        module = kernel.load(prepared.plan)
+        stream = cuda.stream()
+        device_head = {
+            name: cuda.to_device(np.ascontiguousarray(value), stream=stream)
+            if isinstance(value, np.ndarray)
+            else value
+            for name, value in prepared.head.items()
+        }
+        device_arrays = {
+            name: cuda.to_device(np.ascontiguousarray(value), stream=stream)
+            for name, value in prepared.arrays.items()
+        }
+        blocks, threads = launch_shape(prepared)
+        with no_fma() if not cuda_simulator_enabled() else contextlib.nullcontext():
+            module.run_instances[blocks, threads, stream](
+                prepared.n_instances, *prepared.values(device_head, device_arrays)
+            )
+        launched.append((prepared, stream, device_head, device_arrays))
+    for prepared, stream, device_head, device_arrays in launched:
+        stream.synchronize()
+        for name in _RESULTS:
+            prepared.head[name][...] = device_head[name].copy_to_host()
+        for name, value in prepared.arrays.items():
+            if value.ndim >= 2 and value.flags.writeable:
+                value[...] = device_arrays[name].copy_to_host()

@@ -11,23 +11,20 @@ the CPU equal NEURON's bit for bit.
 from __future__ import annotations
 
 import math
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import checks
 from ..backends import resolve_backend
-from . import kernel
+from . import kernel, storage
+from .execute import PreparedRun, execute
 from .inputs import poisson_times
 from .model import CellModel
 from .options import RunOptions
 
-__all__ = ["Engine", "RunResult", "chunk_plan", "time_grid"]
-
-CACHE_LINE = 64  # bytes
+__all__ = ["Batch", "Engine", "RunResult", "time_grid"]
 
 
 def time_grid(dt: float, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,82 +78,6 @@ class RunResult:
     records: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-@dataclass
-class _PreparedRun:
-    """A run's kernel arguments (:meth:`Engine._prepare`)."""
-
-    layout: kernel.Layout
-    head: dict
-    arrays: dict
-    starts: np.ndarray
-    bounds: list[int]
-    width: int
-    record_nodes: np.ndarray
-    spike_node: int
-
-
-def _aligned_empty(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data start on a cache line."""
-    size = math.prod(shape)
-    itemsize = np.dtype(dtype).itemsize
-    buffer = np.empty(size + CACHE_LINE // itemsize, dtype)
-    offset = (-buffer.ctypes.data % CACHE_LINE) // itemsize
-    return buffer[offset : offset + size].reshape(shape)
-
-
-def chunk_plan(n_instances: int, width: int, workers: int) -> tuple[np.ndarray, list[int]]:
-    """How the CPU engine splits the instances into chunks and the chunks into workers.
-
-    The instances are split into ``workers`` contiguous groups of equal size (within 1),
-    and each group into chunks of ``width`` instances and one narrower last chunk, so
-    every worker gets the same work.
-
-    Returns
-    -------
-    starts : ndarray of int64, shape (n_chunks + 1,)
-        Chunk c holds instances ``starts[c] .. starts[c + 1] - 1``.
-    bounds : list of int, length ``workers + 1``
-        Worker w runs chunks ``bounds[w] .. bounds[w + 1] - 1``.
-    """
-    starts = [0]
-    bounds = [0]
-    for w in range(workers):
-        end = (w + 1) * n_instances // workers
-        while starts[-1] < end:
-            starts.append(min(end, starts[-1] + width))
-        bounds.append(len(starts) - 1)
-    return np.array(starts, dtype=np.int64), bounds
-
-
-def _chunk_major(values: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-    """``(..., N)`` -> ``(n_chunks, ..., width)``: chunk c holds instances ``starts[c] ..``
-    in its first columns; the columns past them repeat its last instance (finite
-    numbers, never read)."""
-    values = np.asarray(values, dtype=np.float64)
-    n_chunks = starts.size - 1
-    out = _aligned_empty((n_chunks, *values.shape[:-1], width))
-    for c in range(n_chunks):
-        start, stop = starts[c], starts[c + 1]
-        out[c, ..., : stop - start] = values[..., start:stop]
-        out[c, ..., stop - start :] = values[..., stop - 1 : stop]
-    return out
-
-
-def _slots(starts: np.ndarray, width: int) -> np.ndarray:
-    """Instance q's row in a chunk-major array viewed as ``(n_chunks * width, ...)``."""
-    counts = np.diff(starts)
-    chunk = np.repeat(np.arange(counts.size), counts)
-    return chunk * width + (np.arange(starts[-1]) - starts[chunk])
-
-
-def _default_workers() -> int:
-    """CPU threads for a run: the cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _ion_variable(name: str, ions) -> tuple[str, str] | None:
     """``(ion, field)`` of an NMODL ion variable name (``ena``, ``cai``, ``ica``)."""
     for ion in ions:
@@ -182,11 +103,20 @@ class Engine:
         ``"cuda"``: the whole run on an NVIDIA GPU; ``"auto"``
         (:func:`dhs.backends.resolve_backend`): ``"cuda"`` when a real GPU is present,
         else ``"cpu"``. :attr:`backend` says which one runs.
-    chunk : int, default 16
+    chunk : int, optional
         Instances advanced together by one CPU thread (the inner, vectorised loop).
+        Default: the widest chunk whose state fits a core's cache
+        (:func:`dhs.engine.storage.auto_width`), and no wider than ``n_instances``.
         Results do not depend on it.
     workers : int, optional
         CPU threads for the run (default: the cores this process may use).
+    scheme : {"auto", "thread", "lanes"}
+        CUDA only: one thread per instance, or one block of ``lanes`` threads per
+        instance stepping through its cell's Hu schedule (DHS). ``"auto"`` picks one
+        with :func:`dhs.engine.cuda.choose_scheme`; :attr:`scheme_choice` says which and
+        why. Results do not depend on it beyond the last bits.
+    lanes : int, default 32
+        Threads per instance of the ``lanes`` scheme (k of the Hu schedule).
 
     Notes
     -----
@@ -203,20 +133,27 @@ class Engine:
         n_instances: int = 1,
         backend: str = "cpu",
         *,
-        chunk: int = 16,
+        chunk: int | None = None,
         workers: int | None = None,
+        scheme: str = "auto",
+        lanes: int = 32,
     ):
         checks.instance_of("model", model, CellModel, "a dhs.engine.CellModel")
         n_instances = checks.positive_int("n_instances", n_instances)
-        chunk = checks.positive_int("chunk", chunk)
+        chunk = checks.optional_positive_int("chunk", chunk)
         workers = checks.optional_positive_int("workers", workers)
         checks.one_of("backend", backend, ("cpu", "auto", "cuda"))
+        checks.one_of("scheme", scheme, ("auto", "thread", "lanes"))
+        lanes = checks.thread_count("lanes", lanes)
         backend = resolve_backend(backend)
         self.model = model
         self.n_instances = int(n_instances)
         self.backend = backend
-        self.chunk = int(chunk)
-        self.workers = None if workers is None else int(workers)
+        self.chunk = chunk
+        self.workers = workers
+        self.requested_scheme = scheme
+        self.lanes = lanes
+        self.scheme_choice = None
         n = self.n_instances
         self._values: dict[str, np.ndarray] = {}
         for name, table in model.mechanisms.items():
@@ -643,8 +580,8 @@ class Engine:
             probes.append((1 + len(ions) + names.index(mechanism_name), -1, row))
         return probes, extra
 
-    def layout(self, extra: dict[str, set[str]] | None = None) -> kernel.Layout:
-        """The kernel layout of this model (with ``extra`` optional fields stored)."""
+    def plan(self, extra: dict[str, set[str]] | None = None, scheme: str = "cpu"):
+        """The kernel plan of this model (with ``extra`` optional fields stored)."""
         extra = extra or {}
         mechanisms = tuple(t.mechanism for t in self.model.mechanisms.values())
         stored = []
@@ -652,7 +589,33 @@ class Engine:
             optional = set(mechanism.translation.optional)
             wanted = extra.get(mechanism.name, set())
             stored.append(tuple(f for f in mechanism.fields if f not in optional or f in wanted))
-        return kernel.Layout(mechanisms, tuple(self.model.ions), tuple(stored))
+        return kernel.KernelPlan(mechanisms, tuple(self.model.ions), tuple(stored), scheme)
+
+    @property
+    def scheme(self) -> str:
+        """The kernel scheme a run takes: ``"cpu"``, or on CUDA ``"thread"`` or
+        ``"lanes"`` (``"auto"`` resolved by the cost model)."""
+        if self.backend != "cuda":
+            return "cpu"
+        if self.requested_scheme != "auto":
+            return self.requested_scheme
+        if self.scheme_choice is None:
+            from .cuda import choose_scheme, device_multiprocessors
+
+            numbering = storage.dhs_numbering(self.model, self.lanes)
+            phases = 4 + 2 * sum(
+                ("current" in m.phases) + ("state" in m.phases)
+                for m in (t.mechanism for t in self.model.mechanisms.values())
+            )
+            self.scheme_choice = choose_scheme(
+                self.model.n,
+                self.n_instances,
+                int(numbering.component_steps.max()),
+                phases,
+                self.lanes,
+                device_multiprocessors(),
+            )
+        return self.scheme_choice.scheme
 
     # ----------------------------------------------------------------- running
     def run(
@@ -694,53 +657,43 @@ class Engine:
                 spike_method,
                 max_spikes,
             )
-        prepared = self._prepare(options)
-        layout, head, arrays = prepared.layout, prepared.head, prepared.arrays
-        starts, bounds, width = prepared.starts, prepared.bounds, prepared.width
-        n_instances, n_nodes = self.n_instances, self.model.n
-        record_node_index, spike = prepared.record_nodes, prepared.spike_node
-        if self.backend == "cuda":
-            from .cuda import run_cuda
+        workers = min(self.workers or storage.default_workers(), self.n_instances)
+        prepared = self._prepare(options, workers)
+        execute([prepared], self.backend, workers)
+        return self._finish(prepared, options)
 
-            run_cuda(layout, head, arrays, n_instances)
-        else:
-            module = kernel.load(layout)
-            values = [head[name] for name in kernel.DRIVER_ARGUMENTS] + [
-                arrays[name] for name in kernel.argument_names(layout)
-            ]
-            if len(bounds) == 2:
-                module.run_chunks(0, starts.size - 1, *values)
-            else:
-                with ThreadPoolExecutor(len(bounds) - 1) as pool:
-                    jobs = [
-                        pool.submit(module.run_chunks, bounds[w], bounds[w + 1], *values)
-                        for w in range(len(bounds) - 1)
-                    ]
-                    for job in jobs:
-                        job.result()
+    def _finish(self, prepared: PreparedRun, options: RunOptions) -> RunResult:
+        """The :class:`RunResult` of a run that has been executed."""
+        head, n_instances, n_nodes = prepared.head, self.n_instances, self.model.n
         spike_n, spike_t = head["spike_n"], head["spike_t"]
         spikes = None
-        if spike >= 0:
+        if prepared.spike_node >= 0:
             if np.any(spike_n > spike_t.shape[1]):
                 warnings.warn(
                     f"more than max_spikes={spike_t.shape[1]} spikes in some instances; "
                     "the later ones are not kept",
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
             spikes = [
                 spike_t[q, : min(int(spike_n[q]), spike_t.shape[1])].copy()
                 for q in range(n_instances)
             ]
         recorded = head["rec"]
-        n_v = record_node_index.size
-        v_final = arrays["v"].transpose(0, 2, 1).reshape(-1, n_nodes)[_slots(starts, width)]
+        n_v = prepared.record_nodes.size
+        v_final = (
+            prepared.arrays["v"]
+            .transpose(0, 2, 1)
+            .reshape(-1, n_nodes)[storage.slots(prepared.starts, prepared.width)]
+        )
+        if prepared.index_of is not None:
+            v_final = v_final[:, prepared.index_of]
         return RunResult(
             t=head["t_grid"][:: options.record_every].copy(),
             v=np.ascontiguousarray(recorded[:, :n_v].transpose(2, 1, 0)),
-            record_nodes=record_node_index,
+            record_nodes=prepared.record_nodes,
             spikes=spikes,
-            v_final=v_final,
+            v_final=np.ascontiguousarray(v_final),
             dt=options.dt,
             n_steps=options.n_steps,
             records={
@@ -749,34 +702,44 @@ class Engine:
             },
         )
 
-    def _prepare(self, options: RunOptions) -> _PreparedRun:
-        """Everything a run's kernel takes: the layout, the driver's arrays and the
-        model's, chunk-major."""
+    def _prepare(self, options: RunOptions, workers: int = 1) -> PreparedRun:
+        """Everything a run's kernel takes: the plan, the driver's arrays and the
+        model's, chunk-major (CPU chunks balanced over ``workers``)."""
         model = self.model
         n_instances = self.n_instances
         n_steps = options.n_steps
         record_node_index = np.array([model.node(r) for r in options.record_nodes], dtype=np.int64)
         probes, extra = self._probes(options.record)
-        layout = self.layout(extra)
+        scheme = self.scheme
+        plan = self.plan(extra, scheme)
         for index, (name, _where) in enumerate(options.record):
             kind, field_index, row = probes[index]
             if field_index < 0:
                 k = kind - 1 - len(model.ions)
-                probes[index] = (kind, layout.stored[k].index(name.split(".", 1)[1]), row)
-        probes = [(0, 0, int(node)) for node in record_node_index] + probes
+                probes[index] = (kind, plan.stored[k].index(name.split(".", 1)[1]), row)
+        numbering = storage.dhs_numbering(model, self.lanes) if scheme == "lanes" else None
+        index_of = None if numbering is None else numbering.index_of
+        kernel_node = (lambda node: int(node)) if index_of is None else (
+            lambda node: int(index_of[node]))  # fmt: skip
+        probes = [(0, 0, kernel_node(node)) for node in record_node_index] + probes
         spike = -1 if options.spike_node is None else model.node(options.spike_node)
         t_grid, t_mid = time_grid(options.dt, n_steps)
-
-        if self.backend == "cuda":
+        if scheme == "thread":
             width = n_instances
-            starts, bounds = np.array([0, n_instances], dtype=np.int64), [0, 1]
-            groups = np.arange(n_instances + 1, dtype=np.int64)  # events per instance
+            starts = np.array([0, n_instances], dtype=np.int64)
+        elif scheme == "lanes":
+            width = 1
+            starts = np.arange(n_instances + 1, dtype=np.int64)
         else:
-            width = self.chunk
-            workers = min(self.workers or _default_workers(), n_instances)
-            starts, bounds = chunk_plan(n_instances, width, workers)
-            groups = starts
-        arrays = self._arrays(layout, starts, width, options)
+            stored_fields = sum(
+                len(fields) * table.count
+                for fields, table in zip(plan.stored, model.mechanisms.values(), strict=True)
+            )
+            width = self.chunk or storage.auto_width(model, n_instances, stored_fields)
+            width = min(width, n_instances)
+            starts, _ = storage.chunk_plan(n_instances, width, max(1, workers))
+        groups = starts if scheme != "thread" else np.arange(n_instances + 1, dtype=np.int64)
+        arrays = self._arrays(plan, starts, width, options, numbering)
         kinds = {name: k for k, name in enumerate(model.mechanisms)}
         head = {
             "starts": starts,
@@ -790,7 +753,7 @@ class Engine:
             "rec_row": np.array([p[2] for p in probes], np.int64),
             "rec_every": options.record_every,
             "rec": np.zeros((options.n_samples, len(probes), n_instances)),
-            "spike_node": spike,
+            "spike_node": -1 if spike < 0 else kernel_node(spike),
             "threshold": float(options.spike_threshold),
             "interpolate": options.spike_method == "interpolate",
             "spike_t": np.zeros((n_instances, max(options.kept_spikes, 0))),
@@ -798,88 +761,205 @@ class Engine:
             "spike_flag": np.zeros((starts.size - 1, width), np.uint8),
             "spike_v": np.zeros((starts.size - 1, width)),
         }
-        return _PreparedRun(layout, head, arrays, starts, bounds, width, record_node_index, spike)
+        rows = model.n + sum(table.count for table in model.mechanisms.values())
+        return PreparedRun(
+            plan=plan,
+            head=head,
+            arrays=arrays,
+            starts=starts,
+            width=width,
+            n_instances=n_instances,
+            lanes=self.lanes,
+            record_nodes=record_node_index,
+            spike_node=spike,
+            index_of=index_of,
+            cost=np.diff(starts).astype(np.float64) * rows,
+        )
 
     def cuda_ptx(
         self, options: RunOptions, cc: tuple[int, int] = (9, 0), *, contract: bool = False
     ) -> str:
-        """PTX of this model's CUDA kernel for a run with ``options``, FMA contraction
-        off as the engine runs it (unless ``contract``); needs the CUDA compiler
-        libraries but no GPU."""
+        """PTX of this model's CUDA kernel (in its :attr:`scheme`, ``"thread"`` on a
+        machine without a GPU unless ``scheme`` was given) for a run with ``options``,
+        FMA contraction off as the engine runs it (unless ``contract``); needs the
+        CUDA compiler libraries but no GPU."""
         from .cuda import compile_ptx
 
-        prepared = self._prepare(options)
-        return compile_ptx(prepared.layout, prepared.head, prepared.arrays, cc, contract=contract)
+        scheme = self.requested_scheme if self.requested_scheme != "auto" else (
+            self.scheme if self.backend == "cuda" else "thread")  # fmt: skip
+        saved = self.backend, self.requested_scheme
+        self.backend, self.requested_scheme = "cuda", scheme
+        try:
+            prepared = self._prepare(options)
+        finally:
+            self.backend, self.requested_scheme = saved
+        return compile_ptx(prepared, cc, contract=contract)
 
     def _arrays(
-        self, layout: kernel.Layout, starts: np.ndarray, width: int, options: RunOptions
+        self,
+        plan: kernel.KernelPlan,
+        starts: np.ndarray,
+        width: int,
+        options: RunOptions,
+        numbering=None,
     ) -> dict[str, np.ndarray]:
-        """Every array the generated kernel takes, chunk-major."""
+        """Every array the generated kernel takes, chunk-major; node-indexed ones in the
+        DHS numbering when ``numbering`` is given (``lanes``)."""
         model = self.model
         n_chunks = starts.size - 1
         values = self._values
+        if numbering is None:
+            node_of = np.arange(model.n)
+            index_of = node_of
+            parent = model.parent
+        else:
+            node_of, index_of, parent = numbering.node_of, numbering.index_of, numbering.parent
         arrays: dict[str, np.ndarray] = {
-            "parent": model.parent,
-            "a": model.a,
-            "b": model.b,
-            "diam": model.diam,
-            "area": model.area,
-            "cm": _chunk_major(values["cm"], starts, width),
-            "v_init": _chunk_major(values["v_init"], starts, width),
+            "parent": parent,
+            "a": model.a[node_of],
+            "b": model.b[node_of],
+            "diam": model.diam[node_of],
+            "area": model.area[node_of],
+            "cm": storage.chunk_major(values["cm"][node_of], starts, width),
+            "v_init": storage.chunk_major(values["v_init"], starts, width),
             "scalars": np.array([options.dt, model.celsius]),
         }
         for name in ("v", "rhs", "d"):
-            arrays[name] = _aligned_empty((n_chunks, model.n, width))
+            arrays[name] = storage.aligned_empty((n_chunks, model.n, width))
+        if plan.scheme == "lanes":
+            arrays |= {
+                "node_ptr": numbering.node_ptr,
+                "step_ptr": numbering.step_ptr,
+                "step_lo": numbering.step_lo,
+                "step_hi": numbering.step_hi,
+                "child_ptr": numbering.child_ptr,
+                "child_index": numbering.child_index,
+                "identity": np.arange(model.n, dtype=np.int64),
+            }
+        else:
+            block_ptr = storage.node_blocks(model.n)
+            arrays["block_ptr"] = block_ptr
         for s, (ion, table) in enumerate(model.ions.items()):
             store = np.zeros((len(kernel.ION_FIELDS), table.node.size, self.n_instances))
             store[0] = values[f"e{ion}"]
             store[1] = values[f"{ion}i"]
             store[2] = values[f"{ion}o"]
-            arrays[f"ion{s}"] = _chunk_major(store, starts, width)
-            arrays[f"ion{s}_node"] = table.node
+            arrays[f"ion{s}"] = storage.chunk_major(store, starts, width)
+            arrays[f"ion{s}_node"] = index_of[table.node]
             arrays[f"ion{s}_style"] = table.style
             arrays[f"ion{s}_constants"] = np.array([table.ci0, table.co0, table.valence])
+            if plan.scheme != "lanes":
+                arrays[f"ion{s}_block"] = storage.block_bounds(table.node, block_ptr)
         for k, (name, table) in enumerate(model.mechanisms.items()):
-            mechanism = layout.mechanisms[k]
-            stored = layout.stored[k]
+            mechanism = plan.mechanisms[k]
+            stored = plan.stored[k]
             store = np.zeros((len(stored), table.count, self.n_instances))
             for f, field_name in enumerate(stored):
                 if field_name in table.params:
                     store[f] = values[f"{name}.{field_name}"]
             arrays[f"m{k}"] = (
-                _chunk_major(store, starts, width)
+                storage.chunk_major(store, starts, width)
                 if table.count
-                else np.zeros((n_chunks, len(stored), 0, width))
+                else storage.aligned_empty((n_chunks, len(stored), 0, width))
             )
-            arrays[f"m{k}_node"] = table.node
+            nodes = index_of[table.node]
+            arrays[f"m{k}_node"] = nodes
             arrays[f"m{k}_globals"] = np.array(
                 [table.globals[g] for g in mechanism.globals] or [0.0]
             )
+            sorted_nodes = nodes
             if mechanism.is_point_process:
                 arrays[f"m{k}_mfact"] = 1.0e2 / model.area[table.node]
+                order = storage.point_order(nodes)
+                arrays[f"m{k}_order"] = order
+                sorted_nodes = nodes[order]
+                if plan.scheme == "lanes":
+                    arrays[f"m{k}_unit_ptr"] = storage.unit_ptr(sorted_nodes)
+            if plan.scheme != "lanes":
+                arrays[f"m{k}_block"] = storage.block_bounds(sorted_nodes, block_ptr)
             for use in mechanism.ions:
                 ion_nodes = model.ions[use.ion].node
                 position = np.full(model.n, -1, np.int64)
                 position[ion_nodes] = np.arange(ion_nodes.size)
                 arrays[f"m{k}_ion_{use.ion}"] = position[table.node]
             for spec in mechanism.translation.tables:
-                table_values, limits = _build_table(mechanism, spec, table, model.celsius)
+                table_values, limits = storage.build_table(
+                    mechanism, spec, table.globals, model.celsius
+                )
                 arrays[f"m{k}_table_{spec.function}"] = table_values
                 arrays[f"m{k}_limits_{spec.function}"] = limits
         return arrays
 
 
-def _build_table(mechanism, spec, table, celsius: float) -> tuple[np.ndarray, np.ndarray]:
-    """A TABLE's values, built as NEURON builds it (from the GLOBALs and celsius)."""
-    module = mechanism.module
-    build = getattr(module, f"build_{spec.function}")
-    out = np.zeros((len(spec.variables), spec.points + 1))
-    known = {"celsius": celsius, **table.globals}
-    missing = [name for name in spec.inputs if name not in known]
-    if missing:
-        raise ValueError(
-            f"{mechanism.name}: the TABLE of {spec.function} depends on {missing}, "
-            "which are not GLOBALs"
-        )
-    low, mfac = build(out, *[known[name] for name in spec.inputs])
-    return out, np.array([low, mfac])
+class Batch:
+    """Instances of several cell models, different morphologies and mechanism sets, run
+    together.
+
+    Each :class:`Engine` keeps its own model, instances, parameters and inputs; a batch
+    runs all of them at once. On the CPU the chunks of every engine are shared out
+    among the worker threads in contiguous shares of equal cost; on CUDA each engine's
+    kernel is launched on its own stream. Every instance's result is the one its engine
+    gives alone: the same generated code on the same numbers.
+
+    Parameters
+    ----------
+    engines : sequence of Engine
+        All on the same backend.
+    workers : int, optional
+        CPU threads (default: the cores this process may use).
+    """
+
+    def __init__(self, engines, *, workers: int | None = None):
+        engines = list(engines)
+        if not engines:
+            raise ValueError("a Batch needs at least one Engine")
+        for index, engine in enumerate(engines):
+            checks.instance_of(f"engines[{index}]", engine, Engine, "a dhs.engine.Engine")
+        backends = {engine.backend for engine in engines}
+        if len(backends) > 1:
+            raise ValueError(f"the engines of a Batch must share a backend, got {sorted(backends)}")
+        self.engines = engines
+        self.backend = engines[0].backend
+        self.workers = checks.optional_positive_int("workers", workers)
+
+    @property
+    def n_instances(self) -> int:
+        return sum(engine.n_instances for engine in self.engines)
+
+    def run(self, options) -> list[RunResult]:
+        """Run every engine's instances.
+
+        Parameters
+        ----------
+        options : RunOptions or sequence of RunOptions
+            One for all (its nodes named in every model, or none), or one per engine;
+            every run has the same ``tstop`` and ``dt``.
+
+        Returns
+        -------
+        list of RunResult
+            One per engine, in order.
+        """
+        if isinstance(options, RunOptions):
+            options = [options] * len(self.engines)
+        options = list(options)
+        if len(options) != len(self.engines):
+            raise ValueError(
+                f"options: one RunOptions, or one per engine ({len(self.engines)}), "
+                f"got {len(options)}"
+            )
+        for index, option in enumerate(options):
+            checks.instance_of(f"options[{index}]", option, RunOptions, "a RunOptions")
+        timing = {(option.tstop, option.dt) for option in options}
+        if len(timing) > 1:
+            raise ValueError(f"the runs of a Batch share tstop and dt, got {sorted(timing)}")
+        workers = min(self.workers or storage.default_workers(), self.n_instances)
+        prepared = [
+            engine._prepare(option, workers if engine.n_instances >= workers else 1)
+            for engine, option in zip(self.engines, options, strict=True)
+        ]
+        execute(prepared, self.backend, workers)
+        return [
+            engine._finish(run, option)
+            for engine, run, option in zip(self.engines, prepared, options, strict=True)
+        ]

@@ -19,4 +19,3 @@ def driver_jit(function):
     """The run of a block of chunks: releases the GIL, so one Python thread per worker
     runs its own block in parallel."""
     return numba.njit(cache=True, nogil=True, error_model="numpy")(function)
-

@@ -55,8 +55,9 @@ class MechanismTable:
         The mechanism's SUFFIX or POINT_PROCESS name.
     node : ndarray of int64, shape (m,)
         Node of each instance (several point processes may share a node; a density
-        mechanism has at most one instance per node). For point processes, the order
-        of NEURON's list of that type (the order it sums their currents in).
+        mechanism has at most one instance per node, and its rows are kept in node
+        order). For point processes, the order of NEURON's list of that type (the order
+        it sums their currents in).
     params : dict of str to ndarray of float64, shape (m,)
         One array per parameter of the mechanism (:attr:`Mechanism.parameters`);
         missing ones take the ``.mod`` file's default.
@@ -112,8 +113,13 @@ class MechanismTable:
                 f"{list(mechanism.globals)}"
             )
         globals_ = {g: float(self.globals.get(g, defaults[g])) for g in mechanism.globals}
-        if not mechanism.is_point_process and np.unique(node).size != node.size:
-            raise ValueError(f"{self.name} (a density mechanism) appears twice at one node")
+        if not mechanism.is_point_process:
+            if np.unique(node).size != node.size:
+                raise ValueError(f"{self.name} (a density mechanism) appears twice at one node")
+            # rows in node order (the engine works through the tree block by block)
+            order = np.argsort(node, kind="stable")
+            node = node[order]
+            params = {p: values[order] for p, values in params.items()}
         labels = tuple(str(label) for label in self.labels)
         if labels and len(labels) != node.size:
             raise ValueError(f"{self.name}.labels has {len(labels)} entries for {node.size}")
@@ -138,6 +144,7 @@ class IonTable:
     name : str
         The species (``"na"``, ``"k"``, ``"ca"``, or any USEION name).
     node : ndarray of int64, shape (n_ion,)
+        The nodes that have the ion (its rows are kept in node order).
     e, ci, co : ndarray of float64, shape (n_ion,)
         Reversal potential (mV) and concentrations (mM) before ``finitialize``.
     style : ndarray of int64, shape (n_ion,)
@@ -194,13 +201,14 @@ class IonTable:
         valence = float(self.valence)
         if not np.isfinite(valence) or valence == 0.0:
             raise ValueError(f"ion {self.name}: valence must be a non-zero number, got {valence}")
+        order = np.argsort(node, kind="stable")  # rows in node order
         return IonTable(
             self.name,
-            node,
-            values["e"],
-            values["ci"],
-            values["co"],
-            style,
+            node[order],
+            values["e"][order],
+            values["ci"][order],
+            values["co"][order],
+            style[order],
             valence,
             float(self.ci0),
             float(self.co0),

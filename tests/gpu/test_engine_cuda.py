@@ -1,13 +1,17 @@
-"""The engine's CUDA build (:mod:`dhs.engine.cuda`) against its CPU build.
+"""The engine's CUDA builds (:mod:`dhs.engine.cuda`), both schemes, against its CPU build.
 
 * Compilation, no GPU needed: every case of :mod:`engine_cuda_check` (the built-ins and
   AmpaNmda, hh's table, the L5PC's 12 mechanisms, the neuron wheel's release
-  mechanisms, derivimplicit and KINETIC sparse) compiles to PTX for sm_90 and is
-  assembled by ptxas (nvJitLink), which also checks the kernel's parameter space and
-  reports spills. FMA contraction is off: a kernel without ``exp`` (pas and IClamp)
-  has no ``fma`` at all, while the same kernel compiled with contraction has some.
-* Simulator: ``engine_cuda_check.py`` runs every case under ``NUMBA_ENABLE_CUDASIM=1``
-  in a subprocess; the CUDA build must equal the CPU build bit for bit.
+  mechanisms, derivimplicit and KINETIC sparse) compiles to PTX for sm_90 in both
+  schemes (a thread per instance; a block of lanes per instance stepping through the
+  Hu schedule) and is assembled by ptxas (nvJitLink), which also checks the kernel's
+  parameter space and reports spills. FMA contraction is off: a kernel without ``exp``
+  (pas and IClamp) has no ``fma`` at all, while the same kernel compiled with
+  contraction has some.
+* Simulator: ``engine_cuda_check.py`` runs every case in both schemes under
+  ``NUMBA_ENABLE_CUDASIM=1`` in a subprocess; both must equal the CPU build bit for bit
+  (the lanes scheme sums every row's terms in NEURON's order too).
+* The cost model's choice of scheme.
 * Real GPU: the same cases at a realistic size, skipped with a reason without a GPU.
 """
 
@@ -36,12 +40,12 @@ requires_compiler = pytest.mark.skipif(
 )
 
 
-def _ptx(name: str, *, contract: bool = False) -> str:
+def _ptx(name: str, scheme: str = "thread", *, contract: bool = False) -> str:
     case = engine_cuda_check.CASES[name]
     model = engine_cuda_check.model_of(case)
     options = engine_cuda_check.options_of(case, model, 1.0)
     try:
-        return Engine(model, 3).cuda_ptx(options, (9, 0), contract=contract)
+        return Engine(model, 3, scheme=scheme).cuda_ptx(options, (9, 0), contract=contract)
     except ImportError as error:
         pytest.skip(f"the CUDA compiler libraries are missing, so no PTX can be made: {error}")
 
@@ -51,11 +55,12 @@ def _instructions(ptx: str) -> list[str]:
 
 
 @requires_compiler
+@pytest.mark.parametrize("scheme", engine_cuda_check.SCHEMES)
 @pytest.mark.parametrize("name", list(engine_cuda_check.CASES))
-def test_kernel_compiles_and_assembles_for_sm90(name):
+def test_kernel_compiles_and_assembles_for_sm90(name, scheme):
     from dhs.engine.cuda import link_sass
 
-    ptx = _ptx(name)
+    ptx = _ptx(name, scheme)
     assert ".target sm_90" in ptx and ".entry" in ptx
     instructions = _instructions(ptx)
     divisions = [op for op in instructions if op.startswith("div.") and op.endswith("f64")]
@@ -64,12 +69,15 @@ def test_kernel_compiles_and_assembles_for_sm90(name):
     report = link_sass(ptx)
     registers = [int(r) for r in re.findall(r"used (\d+) registers", report)]
     assert registers and max(registers) <= 255, report[-2000:]
+    if scheme == "lanes":
+        assert "bar.sync" in ptx  # the lanes meet after every phase and Hu step
 
 
 @requires_compiler
 def test_no_fma_contraction():
     """pas and IClamp call no libm function, so any fma would be contraction."""
     assert "fma.rn.f64" not in _ptx("passive")
+    assert "fma.rn.f64" not in _ptx("passive", "lanes")
     assert "fma.rn.f64" in _ptx("passive", contract=True)
 
 
@@ -99,13 +107,19 @@ def simulator_summary() -> dict:
 @pytest.mark.cudasim
 def test_simulator_ran(simulator_summary):
     assert simulator_summary["simulator"], "NUMBA_ENABLE_CUDASIM=1 did not take effect"
-    assert [case["name"] for case in simulator_summary["cases"]] == list(engine_cuda_check.CASES)
+    ran = [(case["name"], case["scheme"]) for case in simulator_summary["cases"]]
+    assert ran == [(n, s) for s in engine_cuda_check.SCHEMES for n in engine_cuda_check.CASES]
 
 
 @pytest.mark.cudasim
+@pytest.mark.parametrize("scheme", engine_cuda_check.SCHEMES)
 @pytest.mark.parametrize("name", list(engine_cuda_check.CASES))
-def test_simulator_equals_cpu_bit_for_bit(simulator_summary, name):
-    (case,) = [case for case in simulator_summary["cases"] if case["name"] == name]
+def test_simulator_equals_cpu_bit_for_bit(simulator_summary, name, scheme):
+    (case,) = [
+        case
+        for case in simulator_summary["cases"]
+        if case["name"] == name and case["scheme"] == scheme
+    ]
     assert "error" not in case, case.get("error")
     assert case["max_abs_dv_mV"] == 0.0 and case["max_abs_dv_final_mV"] == 0.0, case
     assert all(value == 0.0 for value in case["max_rel_record"].values()), case
@@ -122,11 +136,51 @@ requires_gpu = pytest.mark.skipif(
 )
 
 
+# ----------------------------------------------------------------------------- cost model
+def test_cost_model_prefers_lanes_for_few_large_cells_and_threads_for_many_small_ones():
+    from dhs.engine.cuda import choose_scheme
+
+    few_large = choose_scheme(n_nodes=25_000, n_instances=4, hu_steps=900, phases=12, lanes=32)
+    assert few_large.scheme == "lanes", few_large
+    many_small = choose_scheme(n_nodes=50, n_instances=200_000, hu_steps=12, phases=8, lanes=32)
+    assert many_small.scheme == "thread", many_small
+    for choice in (few_large, many_small):
+        assert "us/step" in choice.reason and choice.thread_us > 0 and choice.lanes_us > 0
+
+
+@pytest.mark.cudasim
+def test_engine_reports_the_scheme_it_runs():
+    """On CUDA (here the simulator), ``scheme="auto"`` is resolved by the cost model and
+    reported; a forced scheme is kept; the CPU has its own."""
+    script = (
+        "import engine_cuda_check as c\n"
+        "from dhs.engine import Engine\n"
+        "model = c.model_of(c.CASES['passive'])\n"
+        "auto = Engine(model, 2, backend='cuda')\n"
+        "print(auto.scheme, '|', auto.scheme_choice.reason)\n"
+        "print(Engine(model, 2, backend='cuda', scheme='lanes').scheme)\n"
+        "print(Engine(model, 2, backend='cpu', scheme='lanes').scheme)\n"
+    )
+    environment = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    environment["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(SUPPORT)])
+    completed = subprocess.run([sys.executable, "-c", script], env=environment, cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    auto, forced, cpu = [line for line in completed.stdout.splitlines() if line][-3:]
+    scheme, reason = auto.split(" | ")
+    assert scheme in ("thread", "lanes") and "us/step" in reason
+    assert forced == "lanes"
+    assert cpu == "cpu"
+
+
 @pytest.mark.gpu
 @requires_gpu
+@pytest.mark.parametrize("scheme", engine_cuda_check.SCHEMES)
 @pytest.mark.parametrize("name", list(engine_cuda_check.CASES))
-def test_gpu_agrees_with_cpu(name):
-    result = engine_cuda_check.compare(name, n_instances=256, tstop=20.0, n_nodes=200)
+def test_gpu_agrees_with_cpu(name, scheme):
+    result = engine_cuda_check.compare(
+        name, n_instances=256, tstop=20.0, n_nodes=200, scheme=scheme, lanes=32
+    )
     assert result["finite"], result
     assert result["max_abs_dv_mV"] <= GPU_V_TOLERANCE, result
     assert result["spike_counts"] == result["gpu_spike_counts"], result

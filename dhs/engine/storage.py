@@ -1,0 +1,178 @@
+"""The engine's storage: chunk-major arrays, node blocks and the DHS numbering.
+
+Everything a generated kernel (:mod:`dhs.engine.kernel`) reads is built here from a
+:class:`~dhs.engine.model.CellModel` and the per-instance values of an
+:class:`~dhs.engine.integrate.Engine`:
+
+* **chunk-major storage** ``(n_chunks, rows, width)``: the instances innermost, one block
+  of memory per chunk (the CPU's vectorised loops; CUDA's one chunk as wide as the batch
+  for ``thread``, or one chunk per instance for ``lanes``);
+* **node blocks** (``cpu``, ``thread``): the nodes in runs of :data:`NODE_BLOCK`, and for
+  every mechanism and ion the rows at each block's nodes, so a step works through the
+  tree block by block while the block's data are in cache;
+* **the DHS numbering** (``lanes``): the nodes renumbered by :func:`dhs.layout.dhs_layout`
+  so that every Hu step is a contiguous run; rows keep their order, their nodes are
+  renumbered.
+
+The design note is ``dhs/engine/DESIGN.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from ..layout import Layout, dhs_layout
+from ..tree import Tree
+from .model import CellModel
+
+__all__ = [
+    "CACHE_BYTES",
+    "NODE_BLOCK",
+    "aligned_empty",
+    "auto_width",
+    "block_bounds",
+    "build_table",
+    "chunk_major",
+    "chunk_plan",
+    "default_workers",
+    "dhs_numbering",
+    "slots",
+    "state_bytes_per_instance",
+]
+
+CACHE_LINE = 64  # bytes
+#: Nodes per block of the ``cpu``/``thread`` schemes' passes over the tree.
+NODE_BLOCK = 64
+#: Bytes of one worker's chunk state that :func:`auto_width` aims to keep in cache
+#: (about the L2 of a core).
+CACHE_BYTES = 512 * 1024
+#: Chunk widths :func:`auto_width` picks from (the inner loop over instances).
+WIDTHS = (16, 8, 4, 2, 1)
+
+
+def aligned_empty(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data start on a cache line."""
+    size = math.prod(shape)
+    itemsize = np.dtype(dtype).itemsize
+    buffer = np.empty(size + CACHE_LINE // itemsize, dtype)
+    offset = (-buffer.ctypes.data % CACHE_LINE) // itemsize
+    return buffer[offset : offset + size].reshape(shape)
+
+
+def chunk_plan(n_instances: int, width: int, workers: int) -> tuple[np.ndarray, list[int]]:
+    """How the CPU engine splits the instances into chunks and the chunks into workers.
+
+    The instances are split into ``workers`` contiguous groups of equal size (within 1),
+    and each group into chunks of ``width`` instances and one narrower last chunk, so
+    every worker gets the same work.
+
+    Returns
+    -------
+    starts : ndarray of int64, shape (n_chunks + 1,)
+        Chunk c holds instances ``starts[c] .. starts[c + 1] - 1``.
+    bounds : list of int, length ``workers + 1``
+        Worker w runs chunks ``bounds[w] .. bounds[w + 1] - 1``.
+    """
+    starts = [0]
+    bounds = [0]
+    for w in range(workers):
+        end = (w + 1) * n_instances // workers
+        while starts[-1] < end:
+            starts.append(min(end, starts[-1] + width))
+        bounds.append(len(starts) - 1)
+    return np.array(starts, dtype=np.int64), bounds
+
+
+def chunk_major(values: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """``(..., N)`` -> ``(n_chunks, ..., width)``: chunk c holds instances ``starts[c] ..``
+    in its first columns; the columns past them repeat its last instance (finite
+    numbers, never read)."""
+    values = np.asarray(values, dtype=np.float64)
+    n_chunks = starts.size - 1
+    out = aligned_empty((n_chunks, *values.shape[:-1], width))
+    for c in range(n_chunks):
+        start, stop = starts[c], starts[c + 1]
+        out[c, ..., : stop - start] = values[..., start:stop]
+        out[c, ..., stop - start :] = values[..., stop - 1 : stop]
+    return out
+
+
+def slots(starts: np.ndarray, width: int) -> np.ndarray:
+    """Instance q's row in a chunk-major array viewed as ``(n_chunks * width, ...)``."""
+    counts = np.diff(starts)
+    chunk = np.repeat(np.arange(counts.size), counts)
+    return chunk * width + (np.arange(starts[-1]) - starts[chunk])
+
+
+def default_workers() -> int:
+    """CPU threads for a run: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def state_bytes_per_instance(model: CellModel, stored_fields: int) -> int:
+    """Bytes one instance's state takes in a chunk: v, rhs, d and cm per node, the
+    ions' five fields per row, and ``stored_fields`` mechanism fields in all."""
+    ion_rows = sum(table.node.size for table in model.ions.values())
+    return 8 * (4 * model.n + 5 * ion_rows + stored_fields)
+
+
+def auto_width(model: CellModel, n_instances: int, stored_fields: int) -> int:
+    """The chunk width for a model: the widest of :data:`WIDTHS` whose chunk state fits
+    :data:`CACHE_BYTES`, but at least 2 when the model is too large for any (the
+    passes then stream from memory whatever the width), and never wider than the
+    instances (a single instance gets a chunk of one: no padding)."""
+    per_instance = state_bytes_per_instance(model, stored_fields)
+    fitting = [w for w in WIDTHS if w * per_instance <= CACHE_BYTES]
+    width = fitting[0] if fitting else 2
+    return max(1, min(width, n_instances))
+
+
+def block_bounds(nodes: np.ndarray, block_ptr: np.ndarray) -> np.ndarray:
+    """For rows sorted by node: row ``bounds[b]`` is the first at or after block b's
+    first node (``bounds[-1]`` = the number of rows)."""
+    return np.searchsorted(nodes, block_ptr, side="left").astype(np.int64)
+
+
+def node_blocks(n_nodes: int) -> np.ndarray:
+    """``block_ptr``: block b holds nodes ``block_ptr[b] .. block_ptr[b + 1] - 1``."""
+    return np.append(np.arange(0, n_nodes, NODE_BLOCK), n_nodes).astype(np.int64)
+
+
+def point_order(nodes: np.ndarray) -> np.ndarray:
+    """A point process's rows sorted by node, stably (NEURON's order among the ones at
+    one node, which is the order their currents are summed in)."""
+    return np.argsort(nodes, kind="stable").astype(np.int64)
+
+
+def unit_ptr(sorted_nodes: np.ndarray) -> np.ndarray:
+    """Bounds, in the sorted rows, of the runs of rows at one node."""
+    if sorted_nodes.size == 0:
+        return np.zeros(1, np.int64)
+    starts = np.flatnonzero(np.diff(sorted_nodes)) + 1
+    return np.concatenate([[0], starts, [sorted_nodes.size]]).astype(np.int64)
+
+
+def dhs_numbering(model: CellModel, lanes: int) -> Layout:
+    """The DHS layout of the model's tree for ``lanes`` lanes per cell."""
+    return dhs_layout(Tree(model.parent), lanes)
+
+
+def build_table(mechanism, spec, globals_: dict, celsius: float) -> tuple[np.ndarray, np.ndarray]:
+    """A TABLE's values, built as NEURON builds it (from the GLOBALs and celsius)."""
+    build = getattr(mechanism.module, f"build_{spec.function}")
+    out = np.zeros((len(spec.variables), spec.points + 1))
+    known = {"celsius": celsius, **globals_}
+    missing = [name for name in spec.inputs if name not in known]
+    if missing:
+        raise ValueError(
+            f"{mechanism.name}: the TABLE of {spec.function} depends on {missing}, "
+            "which are not GLOBALs"
+        )
+    low, mfac = build(out, *[known[name] for name in spec.inputs])
+    return out, np.array([low, mfac])
