@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+# benchmarks.engine.BASELINES (not imported here: importing it starts NEURON)
+ENGINE_BASELINES = ("neuron_sequential", "neuron_nthread2", "coreneuron", "arbor")
+
 
 def _solve(arguments) -> int:
     from .solve import run_benchmark
@@ -31,6 +34,8 @@ def _engine(arguments) -> int:
         tstop=arguments.tstop,
         neuron_instances=arguments.neuron_instances,
         rounds=arguments.rounds,
+        baselines=tuple(arguments.baselines) if arguments.baselines else None,
+        cuda=arguments.cuda,
         profile=arguments.profile,
         output_path=arguments.output,
     )
@@ -78,9 +83,20 @@ def main(argv: list[str] | None = None) -> int:
     bridge.add_argument("--output", help="JSON path (default data/benchmarks/...)")
     bridge.set_defaults(run=_bridge)
 
-    engine = commands.add_parser("engine", help="N instances: NEURON against dhs.engine")
+    engine = commands.add_parser(
+        "engine", help="N instances: dhs.engine against NEURON, CoreNEURON and Arbor"
+    )
     engine.add_argument("--sizes", type=int, nargs="+", default=[100, 400, 1000])
-    engine.add_argument("--cuda-sizes", type=int, nargs="+", default=[1000, 10000])
+    engine.add_argument("--cuda-sizes", type=int, nargs="*", default=[1000, 10000])
+    engine.add_argument(
+        "--no-cuda", dest="cuda", action="store_false", help="never run the CUDA engine"
+    )
+    engine.add_argument(
+        "--baselines",
+        nargs="+",
+        choices=ENGINE_BASELINES,
+        help="baselines to run (default: all available; neuron_sequential always runs)",
+    )
     engine.add_argument("--tstop", type=float, default=25.0, help="ms (default 25)")
     engine.add_argument("--rounds", type=int, default=3, help="timed calls per method")
     engine.add_argument("--neuron-instances", type=int, default=6, help="M timed in NEURON")

@@ -22,9 +22,7 @@ difference.
 
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +30,18 @@ from neuron import h
 
 from neuron_bridge.swap import use_dhs
 
-from .engine import DT, SEGMENT_LENGTH, THRESHOLD, V_INIT, PyramidBench, _subset, make_inputs
+from .engine import (
+    DT,
+    SEGMENT_LENGTH,
+    THRESHOLD,
+    V_INIT,
+    PyramidBench,
+    _cores,
+    _subset,
+    make_inputs,
+)
 from .models import pyramid_model
+from .pyramid_copies import CellCopy, build_copy, delete_copies, final_v, template_of
 from .swap_demo import _run as run_single_cell
 
 N_DEFAULT = 200  # instances
@@ -45,166 +53,6 @@ SWAP_TSTOP_MS = 20.0  # the single-cell swap check
 def _mv(value: float) -> str:
     """A voltage difference: an exact 0 prints as ``0.0 mV``."""
     return f"{value:.3g} mV" if value else "0.0 mV"
-
-
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-# --------------------------------------------------------------------------- NEURON copies
-@dataclass
-class _Template:
-    """What a copy of the exported cell needs, read once from the original."""
-
-    names: list[str]
-    points: list[tuple]  # per section: h.Vector x, y, z, diam (the 3-D points)
-    parents: list[tuple[int, float, float] | None]  # (parent index, x, child end)
-    nseg: list[int]
-    ra: list[float]
-    cm: list[list[float]]
-    mechanisms: list[dict[str, dict[str, list[float]]]]  # per section: name -> param -> values
-    nodes: list[list[int]]  # per section: the engine's node index of each allseg() point
-    clamp: tuple[int, float, float, float]  # section, x, delay, dur
-    stim_number: float
-    synapses: list[tuple[int, float, float, float, float]]  # section, x, tau, e, weight
-    probes: list[tuple[int, float]]  # section, x: soma and far dendrite
-
-
-def _parameters(mechanism: str) -> list[str]:
-    """The PARAMETER names of a density mechanism (``"g_pas"``, ``"gnabar_hh"``)."""
-    standard = h.MechanismStandard(mechanism, 1)
-    names = []
-    for i in range(int(standard.count())):
-        name = h.ref("")
-        standard.name(name, i)
-        names.append(name[0])
-    return names
-
-
-def _template(bench: PyramidBench) -> _Template:
-    sections = list(bench.model.cell.sections)
-    index = {sec.name(): i for i, sec in enumerate(sections)}
-
-    def where(segment) -> tuple[int, float]:
-        return index[segment.sec.name()], float(segment.x)
-
-    parents, mechanisms = [], []
-    for sec in sections:
-        parent = sec.parentseg()
-        parents.append(
-            None
-            if parent is None
-            else (index[parent.sec.name()], float(parent.x), float(sec.orientation()))
-        )
-        mechanisms.append(
-            {
-                name: {p: [getattr(seg, p) for seg in sec] for p in _parameters(name)}
-                for name in sec.psection()["density_mechs"]
-            }
-        )
-    clamp = bench.clamp
-    synapses = []
-    for netcon in bench.netcons:
-        synapse = netcon.syn()
-        synapses.append(
-            (*where(synapse.get_segment()), synapse.tau, synapse.e, float(netcon.weight[0]))
-        )
-    return _Template(
-        names=[sec.name() for sec in sections],
-        points=[
-            tuple(
-                h.Vector([getter(i, sec=sec) for i in range(int(sec.n3d()))])
-                for getter in (h.x3d, h.y3d, h.z3d, h.diam3d)
-            )
-            for sec in sections
-        ],
-        parents=parents,
-        nseg=[int(sec.nseg) for sec in sections],
-        ra=[float(sec.Ra) for sec in sections],
-        cm=[[seg.cm for seg in sec] for sec in sections],
-        mechanisms=mechanisms,
-        nodes=[[int(seg.node_index()) for seg in sec.allseg()] for sec in sections],
-        clamp=(*where(clamp.get_segment()), clamp.delay, clamp.dur),
-        stim_number=float(bench.stim.number),
-        synapses=synapses,
-        probes=[where(segment) for segment in bench.probes],
-    )
-
-
-@dataclass
-class _Cell:
-    """One NEURON cell of the demo, wired to one instance's inputs and recorded."""
-
-    sections: list
-    objects: list = field(default_factory=list)
-    traces: list = field(default_factory=list)  # h.Vector: soma, far dendrite
-    spikes: object = None  # h.Vector
-
-
-def _build_cell(template: _Template, inputs, q: int) -> _Cell:
-    """A copy of the template (same 3-D points, nseg, Ra, cm, mechanisms, inputs' places)
-    with instance q's inputs, in the template's creation and connection order."""
-    sections = [h.Section(name=f"demo{q}.{name}") for name in template.names]
-    cell = _Cell(sections=sections)
-    for sec, points in zip(sections, template.points, strict=True):
-        h.pt3dadd(*points, sec=sec)
-    for sec, parent in zip(sections, template.parents, strict=True):
-        if parent is not None:
-            p, x, end = parent
-            sec.connect(sections[p](x), end)
-    for i, sec in enumerate(sections):
-        sec.nseg = template.nseg[i]
-        sec.Ra = template.ra[i]
-        for seg, cm in zip(sec, template.cm[i], strict=True):
-            seg.cm = cm
-        for name, parameters in template.mechanisms[i].items():
-            sec.insert(name)
-            for parameter, values in parameters.items():
-                for seg, value in zip(sec, values, strict=True):
-                    setattr(seg, parameter, value)
-    s, x, delay, dur = template.clamp
-    clamp = h.IClamp(sections[s](x))
-    clamp.delay, clamp.dur, clamp.amp = delay, dur, float(inputs.amp[q])
-    stim = h.NetStim()
-    stim.start, stim.interval = float(inputs.start[q]), float(inputs.interval[q])
-    stim.number, stim.noise = template.stim_number, 0
-    cell.objects += [clamp, stim]
-    for k, (s, x, tau, e, weight) in enumerate(template.synapses):
-        synapse = h.ExpSyn(sections[s](x))
-        synapse.tau, synapse.e = tau, e
-        netcon = h.NetCon(stim, synapse)
-        netcon.weight[0], netcon.delay = weight, float(inputs.delay[q, k])
-        cell.objects += [synapse, netcon]
-    cell.traces = [h.Vector().record(sections[s](x)._ref_v) for s, x in template.probes]
-    soma = sections[template.probes[0][0]]
-    detector = h.NetCon(soma(template.probes[0][1])._ref_v, None, sec=soma)
-    detector.threshold = THRESHOLD
-    cell.spikes = h.Vector()
-    detector.record(cell.spikes)
-    cell.objects.append(detector)
-    return cell
-
-
-def _final_v(cell: _Cell, template: _Template, n_nodes: int) -> np.ndarray:
-    """Every node's potential, in the engine's node order."""
-    v = np.full(n_nodes, np.nan)
-    for sec, nodes in zip(cell.sections, template.nodes, strict=True):
-        v[nodes] = [seg.v for seg in sec.allseg()]
-    return v
-
-
-def _delete(cells: list[_Cell]) -> None:
-    for cell in cells:
-        cell.objects.clear()
-        cell.traces.clear()
-        cell.spikes = None
-        for sec in cell.sections:
-            h.delete_section(sec=sec)
-        cell.sections.clear()
-    cells.clear()
 
 
 # --------------------------------------------------------------------------- the demo
@@ -223,7 +71,7 @@ def main(
     threads = neuron_threads or _cores()
     n_steps = round(tstop / DT)
     pc = h.ParallelContext()
-    cells: list[_Cell] = []
+    cells: list[CellCopy] = []
     bench = PyramidBench(SEGMENT_LENGTH)
     try:
         n_synapses = len(bench.netcons)
@@ -257,9 +105,9 @@ def main(
 
         # ---- NEURON: N cells in one session, on `threads` threads
         start = time.perf_counter()
-        template = _template(bench)
+        template = template_of(bench)
         bench.close()  # the copies are the cells NEURON runs
-        cells = [_build_cell(template, inputs, q) for q in range(n)]
+        cells = [build_copy(template, inputs, q, threshold=THRESHOLD) for q in range(n)]
         build_s = time.perf_counter() - start
         pc.nthread(threads)
         h.dt = DT
@@ -277,7 +125,7 @@ def main(
         soma = np.array([cell.traces[0].as_numpy() for cell in cells])
         far = np.array([cell.traces[1].as_numpy() for cell in cells])
         neuron_spikes = [cell.spikes.as_numpy().copy() for cell in cells]
-        v_final = np.array([_final_v(cell, template, model.n) for cell in cells])
+        v_final = np.array([final_v(cell, template, model.n) for cell in cells])
         same_length = soma.shape[1] == result.v.shape[2]
         if same_length:
             dv_soma = float(np.abs(result.v[:, 0] - soma).max())
@@ -295,7 +143,7 @@ def main(
         shown_q = sorted({round(i * (n - 1) / max(shown - 1, 1)) for i in range(shown)})
         traces = {q: (soma[q].copy(), result.v[q, 0].copy()) for q in shown_q}
     finally:
-        _delete(cells)
+        delete_copies(cells)
         pc.nthread(1)
         bench.close()
 
