@@ -280,18 +280,23 @@ class BaselineError(RuntimeError):
 
 
 def _worker_main(
-    connection, kind: str, setup: CellSetup, inputs: Inputs, tstop: float, log_path: str
+    connection, kind: str, setup, inputs, tstop: float, log_path: str, factory=None
 ) -> None:
-    """A child process running one many-cell baseline on command ("run", "results", "close")."""
+    """A child process running one baseline on command ("run", "results", "close").
+
+    ``factory(kind, setup, inputs, tstop)`` builds its runner (an object with ``info``,
+    ``run(tstop)`` and ``results(count)``); default: this module's pyramid copies.
+    """
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)  # CoreNEURON and NEURON print; keep it out of the parent's output
     os.dup2(log, 2)
     try:
-        runner = (
-            _ArborCells(setup, inputs, tstop)
-            if kind == "arbor"
-            else _NeuronCells(kind, setup, inputs, tstop)
-        )
+        if factory is not None:
+            runner = factory(kind, setup, inputs, tstop)
+        elif kind == "arbor":
+            runner = _ArborCells(setup, inputs, tstop)
+        else:
+            runner = _NeuronCells(kind, setup, inputs, tstop)
     except BaseException:
         connection.send(("error", traceback.format_exc()))
         return
@@ -576,9 +581,13 @@ def _split_points(points: np.ndarray, xs: list[float]) -> tuple[np.ndarray, dict
 
 
 class _Baseline:
-    """The parent's handle on one many-cell baseline running in a child process."""
+    """The parent's handle on one baseline running in a child process.
 
-    def __init__(self, kind: str, setup: CellSetup, inputs: Inputs, tstop: float):
+    ``factory`` (picklable: a module-level function) builds the child's runner from
+    ``(kind, setup, inputs, tstop)``; default: the pyramid copies of this benchmark.
+    """
+
+    def __init__(self, kind: str, setup, inputs, tstop: float, factory=None):
         self.kind = kind
         self.error: str | None = None
         self.info: dict = {}
@@ -589,7 +598,7 @@ class _Baseline:
         self.connection, child = context.Pipe()
         self.process = context.Process(
             target=_worker_main,
-            args=(child, kind, setup, inputs, tstop, self.log_path),
+            args=(child, kind, setup, inputs, tstop, self.log_path, factory),
             daemon=True,
         )
         self.process.start()
