@@ -10,6 +10,7 @@ the CPU equal NEURON's bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -105,9 +106,9 @@ class Engine:
         else ``"cpu"``. :attr:`backend` says which one runs.
     chunk : int, optional
         Instances advanced together by one CPU thread (the inner, vectorised loop).
-        Default: the widest chunk whose state fits a core's cache
-        (:func:`dhs.engine.storage.auto_width`), and no wider than ``n_instances``.
-        Results do not depend on it.
+        Default: 16 (:func:`dhs.engine.storage.auto_width`), and no wider than
+        ``n_instances``: a single instance runs a path of its own, without loops over
+        instances. Results do not depend on it.
     workers : int, optional
         CPU threads for the run (default: the cores this process may use).
     scheme : {"auto", "thread", "lanes"}
@@ -731,13 +732,10 @@ class Engine:
             width = 1
             starts = np.arange(n_instances + 1, dtype=np.int64)
         else:
-            stored_fields = sum(
-                len(fields) * table.count
-                for fields, table in zip(plan.stored, model.mechanisms.values(), strict=True)
-            )
-            width = self.chunk or storage.auto_width(model, n_instances, stored_fields)
-            width = min(width, n_instances)
+            width = min(self.chunk or storage.auto_width(n_instances), n_instances)
             starts, _ = storage.chunk_plan(n_instances, width, max(1, workers))
+            if width == 1:
+                plan = dataclasses.replace(plan, scalar=True)
         groups = starts if scheme != "thread" else np.arange(n_instances + 1, dtype=np.int64)
         arrays = self._arrays(plan, starts, width, options, numbering)
         kinds = {name: k for k, name in enumerate(model.mechanisms)}
