@@ -406,6 +406,141 @@ class CellModel:
         known = [label for t in self.mechanisms.values() for label in t.labels]
         raise ValueError(f"no point process {label!r} in this model; it has {known[:20]}")
 
+    # ------------------------------------------------------------------ parts
+    def subset(self, nodes) -> CellModel:
+        """The model made of some of its nodes only, such as a cell without some of its
+        spines.
+
+        Parameters
+        ----------
+        nodes : array_like of int or of bool
+            The nodes to keep: increasing node indices, or a boolean mask of shape
+            ``(n,)``. Every kept node's parent must be kept too, or the node must be a
+            root (``parent == -1``).
+
+        Returns
+        -------
+        CellModel
+            The kept nodes, renumbered in their order (kept node ``nodes[j]`` becomes
+            node ``j``), with their rows of every per-node array (``area``, ``cm``,
+            ``a``, ``b``, ``diam``, ``node_names``), of every density mechanism and ion
+            (in the same order), and the point processes at kept nodes (in the same
+            order, labels kept; a table may become empty but stays). Events of dropped
+            point processes are dropped, the others point to their new rows. Units,
+            ``v_init``, ``celsius`` and GLOBALs are unchanged.
+
+        Raises
+        ------
+        ValueError
+            For indices out of range, repeated or not increasing, a mask of the wrong
+            length, no node kept, or a kept node whose parent is dropped (the first such
+            node is named).
+
+        Notes
+        -----
+        NEURON's matrix row of a node depends only on its own section and on its
+        parent's node (``a``, ``b``: the axial resistance between them and the two
+        areas), never on the node's children. Dropping whole sections (and whatever
+        hangs off them) therefore leaves every other row as NEURON builds it for the
+        model without those sections; and since the kept nodes, mechanism rows and
+        point processes keep their relative order, every sum is taken in the same
+        order: the subset runs bit for bit like that model, when NEURON numbers its
+        nodes in the same relative order (it does for sections removed from its tree,
+        as in the spine study, ``studies/spines/DESIGN.md``).
+        """
+        keep = self._kept_nodes(nodes)
+        new_index = np.cumsum(keep) - 1  # of every old node; meaningful where kept
+        kept = np.flatnonzero(keep)
+        parent = self.parent[kept]
+        orphan = (parent >= 0) & ~keep[np.maximum(parent, 0)]
+        if orphan.any():
+            first = int(kept[np.flatnonzero(orphan)[0]])
+            raise ValueError(
+                f"node {first}{self._label(first)} is kept but its parent "
+                f"{int(self.parent[first])}{self._label(int(self.parent[first]))} is not: "
+                "the kept nodes must be closed under parents"
+            )
+        parent = np.where(parent >= 0, new_index[np.maximum(parent, 0)], -1)
+        mechanisms = {}
+        kept_rows = {}
+        for name, table in self.mechanisms.items():
+            rows = np.flatnonzero(keep[table.node])
+            kept_rows[name] = rows
+            mechanisms[name] = MechanismTable(
+                name,
+                new_index[table.node[rows]],
+                {p: values[rows] for p, values in table.params.items()},
+                dict(table.globals),
+                table.source,
+                tuple(table.labels[r] for r in rows.tolist()) if table.labels else (),
+            )
+        ions = {}
+        for name, ion in self.ions.items():
+            rows = np.flatnonzero(keep[ion.node])
+            ions[name] = IonTable(
+                name,
+                new_index[ion.node[rows]],
+                ion.e[rows],
+                ion.ci[rows],
+                ion.co[rows],
+                ion.style[rows],
+                ion.valence,
+                ion.ci0,
+                ion.co0,
+            )
+        events = {}
+        for name, received in self.events.items():
+            rows = kept_rows[name]
+            new_row = np.full(self.mechanisms[name].count, -1, np.int64)
+            new_row[rows] = np.arange(rows.size)
+            chosen = new_row[received.synapse] >= 0
+            events[name] = SynapticEvents(
+                new_row[received.synapse[chosen]], received.time[chosen], received.weight[chosen]
+            )
+        return CellModel(
+            parent=parent,
+            area=self.area[kept],
+            cm=self.cm[kept],
+            a=self.a[kept],
+            b=self.b[kept],
+            mechanisms=mechanisms,
+            ions=ions,
+            events=events,
+            v_init=self.v_init,
+            celsius=self.celsius,
+            diam=self.diam[kept],
+            node_names=tuple(self.node_names[i] for i in kept.tolist()) if self.node_names else (),
+        )
+
+    def _kept_nodes(self, nodes) -> np.ndarray:
+        """The boolean mask of :meth:`subset`'s ``nodes``, checked."""
+        nodes = np.asarray(nodes)
+        if nodes.dtype == bool:
+            if nodes.shape != (self.n,):
+                raise ValueError(
+                    f"a boolean mask of nodes must have shape ({self.n},), got {nodes.shape}"
+                )
+            keep = nodes.copy()
+        else:
+            if nodes.size and nodes.dtype.kind not in "iu":
+                raise ValueError(f"nodes must be node indices or a boolean mask, got {nodes.dtype}")
+            index = _index_array("nodes", nodes, self.n)
+            if np.any(np.diff(index) <= 0):
+                bad = int(np.flatnonzero(np.diff(index) <= 0)[0])
+                raise ValueError(
+                    f"nodes must be increasing without repeats: nodes[{bad + 1}] = "
+                    f"{int(index[bad + 1])} follows {int(index[bad])}"
+                )
+            keep = np.zeros(self.n, dtype=bool)
+            keep[index] = True
+        if not keep.any():
+            raise ValueError("a subset needs at least one node")
+        return keep
+
+    def _label(self, node: int) -> str:
+        """`` (name)`` of a node for messages, empty without :attr:`node_names`."""
+        return f" ({self.node_names[node]})" if self.node_names else ""
+
     # ------------------------------------------------------------------ save / load
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat ``{key: array}`` for ``np.savez`` (see :meth:`save`)."""
