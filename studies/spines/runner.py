@@ -1,7 +1,9 @@
 """The runner of the spine study: :class:`SpineExperiment` runs the trials of one
-(model, pattern, count) on the batched engine (:class:`dhs.engine.Engine`), one instance
-per trial, and single trials natively in NEURON to check and time it. ``DESIGN.md``
-says how the trials share one engine model."""
+(model, pattern) on the batched engine, every count and trial together in one
+:class:`dhs.engine.Batch` (full-spine: one :class:`dhs.engine.Engine` per count with an
+instance per trial; few-spine: one single-instance engine per trial, on that trial's own
+model), and single trials natively in NEURON to check and time it. ``DESIGN.md`` says
+how the trials get their models."""
 
 from __future__ import annotations
 
@@ -50,11 +52,14 @@ class ConditionResult:
         Sample times of ``soma_v`` in ms.
     soma_v : ndarray, shape (m, trials, n_times)
         mV at soma(0.5).
-    run_seconds, build_seconds : ndarray, shape (m,)
-        Wall time of :meth:`Engine.run` per count, and of building and exporting the
-        model, drawing the inputs and setting up the engine.
-    n_nodes, n_synapses : ndarray of int64, shape (m,)
-        Size of the engine model per count (matrix rows, AmpaNmda synapses).
+    run_seconds : float
+        Wall time in s of the one :meth:`dhs.engine.Batch.run` that ran every count.
+    build_seconds : ndarray, shape (m,)
+        Wall time in s per count of drawing the inputs, building and exporting the
+        model, and making the engines (few-spine: each trial's model too).
+    n_nodes, n_synapses : ndarray of int64, shape (m, trials)
+        Size of the engine model each trial ran on (matrix rows, AmpaNmda synapses):
+        full-spine, its count's shared model; few-spine, the trial's own.
     backend : str
         The engine backend that ran (``"cpu"`` or ``"cuda"``).
     """
@@ -67,7 +72,7 @@ class ConditionResult:
     first_spike: np.ndarray
     t: np.ndarray
     soma_v: np.ndarray
-    run_seconds: np.ndarray
+    run_seconds: float
     build_seconds: np.ndarray
     n_nodes: np.ndarray
     n_synapses: np.ndarray
@@ -105,9 +110,9 @@ class ConditionResult:
             "spiked_per_trial": self.spiked.astype(int).tolist(),
             "threshold_50": _json_float(self.threshold()),
             "threshold_95ci": [_json_float(low), _json_float(high)],
-            "engine_run_seconds": float(self.run_seconds.sum()),
+            "engine_run_seconds": float(self.run_seconds),
             "build_seconds": float(self.build_seconds.sum()),
-            "run_seconds_per_count": self.run_seconds.tolist(),
+            "build_seconds_per_count": self.build_seconds.tolist(),
             "n_nodes": self.n_nodes.tolist(),
             "n_synapses": self.n_synapses.tolist(),
             "backend": self.backend,
@@ -273,7 +278,8 @@ class SpineExperiment:
         record_nodes=(),
         active=None,
     ) -> dict:
-        """Run ``trials`` trials at one count on the engine (one instance per trial).
+        """Run ``trials`` trials at one count on the engine, together in one
+        :class:`dhs.engine.Batch` (``DESIGN.md``, Trials on the engine).
 
         Parameters
         ----------
@@ -283,83 +289,51 @@ class SpineExperiment:
         backend : str, default "auto"
             :class:`dhs.engine.Engine` backend.
         record_nodes : sequence of (section, x)
-            Extra points to record besides soma(0.5).
+            Extra points on the cell to record besides soma(0.5).
         active : list of array_like of int, optional
             The activated sites of each trial (default :meth:`active_sites`).
 
         Returns
         -------
         dict
-            ``result`` (:class:`dhs.engine.RunResult`, soma first among the records),
-            ``inputs``, ``backend``, ``run_seconds``, ``build_seconds``, ``n_nodes``,
-            ``n_synapses``.
+            ``t`` (ms, the sample times), ``v`` (mV, shape ``(trials, 1 +
+            len(record_nodes), n_times)``, soma first), ``spikes`` (somatic spike times
+            in ms, one array per trial), ``inputs``, ``backend``, ``run_seconds`` (wall
+            time of :meth:`Batch.run`), ``build_seconds`` (drawing the inputs, building
+            and exporting the model, making the engines), ``n_nodes`` and ``n_synapses``
+            (int64 arrays of shape ``(trials,)``: matrix rows and AmpaNmda synapses of
+            the model each trial ran on).
         """
-        from dhs.engine import Engine
-
-        if model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-        start = time.perf_counter()
-        p = self.protocol
-        inputs = self.inputs(pattern, count, trials, active)
-        spines = self._full_spines() if model == "full" else self._few_spines(inputs.site_index)
-        synapses = spines.synapses(inputs.site_index, nmda_ratio=p.nmda_ratio)
-        try:
-            points = [self.soma(0.5)] + [section(x) for section, x in record_nodes]
-            record = [point.node_index() for point in points]
-            cell_model = export_model(self.setup.v_init)
-            engine = Engine(cell_model, n_instances=inputs.n_trials, backend=backend)
-            inputs.to_engine(engine, synapse_rows(synapses))
-            if model == "few":
-                _hide_unused_spines(engine, spines, inputs)
-            build = time.perf_counter() - start
-            start = time.perf_counter()
-            result = engine.run(
-                p.tstop,
-                p.dt,
-                record_nodes=record,
-                record_every=p.record_every,
-                spike_node=record[0],
-                spike_threshold=p.spike_threshold,
-            )
-            seconds = time.perf_counter() - start
-        finally:
-            synapses.clear()
-            if model == "few":
-                spines.delete()
-        return {
-            "result": result,
-            "inputs": inputs,
-            "backend": engine.backend,
-            "run_seconds": seconds,
-            "build_seconds": build,
-            "n_nodes": cell_model.n,
-            "n_synapses": inputs.n_synapses,
-        }
+        built = self._build_count(model, pattern, count, trials, backend, record_nodes, active)
+        (run,), seconds = self._run_batch([built])
+        return {**run, "run_seconds": seconds, "build_seconds": built.build_seconds}
 
     def run_condition(
         self, model: str, pattern: str, counts, trials: int, *, backend: str = "auto", progress=None
     ) -> ConditionResult:
-        """All counts of one (model, pattern): :meth:`run_count` for each.
+        """All counts of one (model, pattern): the engines of every count and trial run
+        together in one :class:`dhs.engine.Batch`.
 
-        ``progress``: a function called with a line of text after each count."""
+        ``progress``: a function called with a line of text after each count is built
+        and for each count after the run."""
         counts = np.asarray(counts, dtype=np.int64)
         if counts.ndim != 1 or counts.size == 0 or np.any(np.diff(counts) <= 0):
             raise ValueError("counts must be a non-empty increasing sequence")
         p = self.protocol
-        rows = []
+        built = []
         for count in counts.tolist():
-            rows.append(self.run_count(model, pattern, count, trials, backend=backend))
+            built.append(self._build_count(model, pattern, count, trials, backend, (), None))
             if progress is not None:
-                r = rows[-1]
-                outcome = spiked_in_window(r["result"].spikes, p.activation_time, p.tstop)
+                b = built[-1]
                 progress(
-                    f"{model}-spine {pattern:11s} count {count:4d}: p = {outcome.mean():.2f}"
-                    f"  ({r['n_nodes']} rows, {r['n_synapses']} synapses, engine "
-                    f"{r['run_seconds']:.1f} s on {r['backend']})"
+                    f"{model}-spine {pattern:11s} count {count:4d}: built {len(b.engines)} "
+                    f"engine(s) of {_span(b.n_nodes)} rows and {_span(b.n_synapses)} "
+                    f"synapses in {b.build_seconds:.1f} s"
                 )
+        rows, seconds = self._run_batch(built)
         spiked, early, first = [], [], []
-        for r in rows:
-            spikes = r["result"].spikes
+        for count, r in zip(counts.tolist(), rows, strict=True):
+            spikes = r["spikes"]
             spiked.append(spiked_in_window(spikes, p.activation_time, p.tstop))
             early.append(spiked_in_window(spikes, -math.inf, p.activation_time))
             first.append(
@@ -370,6 +344,16 @@ class SpineExperiment:
                     for s in spikes
                 ]
             )
+            if progress is not None:
+                progress(
+                    f"{model}-spine {pattern:11s} count {count:4d}: p = {spiked[-1].mean():.2f}"
+                )
+        if progress is not None:
+            progress(
+                f"{model}-spine {pattern}: {len(counts) * trials} trials in "
+                f"{sum(len(b.engines) for b in built)} engine(s), one Batch: engine "
+                f"{seconds:.1f} s on {rows[0]['backend']}"
+            )
         return ConditionResult(
             model=model,
             pattern=pattern,
@@ -377,14 +361,136 @@ class SpineExperiment:
             spiked=np.array(spiked),
             early=np.array(early),
             first_spike=np.array(first),
-            t=rows[0]["result"].t,
-            soma_v=np.stack([r["result"].v[:, 0, :] for r in rows]),
-            run_seconds=np.array([r["run_seconds"] for r in rows]),
-            build_seconds=np.array([r["build_seconds"] for r in rows]),
-            n_nodes=np.array([r["n_nodes"] for r in rows], dtype=np.int64),
-            n_synapses=np.array([r["n_synapses"] for r in rows], dtype=np.int64),
+            t=rows[0]["t"],
+            soma_v=np.stack([r["v"][:, 0, :] for r in rows]),
+            run_seconds=seconds,
+            build_seconds=np.array([b.build_seconds for b in built]),
+            n_nodes=np.stack([b.n_nodes for b in built]),
+            n_synapses=np.stack([b.n_synapses for b in built]),
             backend=rows[0]["backend"],
         )
+
+    def _build_count(
+        self, model: str, pattern: str, count: int, trials: int, backend: str, record_nodes, active
+    ) -> _CountEngines:
+        """The engines of one (model, pattern, count), with their trials' events.
+
+        The pool model (:func:`neuron_bridge.export.export_model` of the cell with the
+        spines and a synapse at every site the trials use): full-spine, one engine with
+        an instance per trial; few-spine, per trial one single-instance engine on the
+        pool model without the explicit spines (and synapses) of the sites the trial does
+        not use (:meth:`dhs.engine.CellModel.subset`), which is the model NEURON builds
+        for that trial alone.
+        """
+        from dhs.engine import Engine, RunOptions
+
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        start = time.perf_counter()
+        p = self.protocol
+        inputs = self.inputs(pattern, count, trials, active)
+        spines = self._full_spines() if model == "full" else self._few_spines(inputs.site_index)
+        synapses = spines.synapses(inputs.site_index, nmda_ratio=p.nmda_ratio)
+        try:
+            pool = export_model(self.setup.v_init)  # numbers NEURON's nodes
+            rows = synapse_rows(synapses)
+            points = [self.soma(0.5)] + [section(x) for section, x in record_nodes]
+            record = np.array([point.node_index() for point in points], dtype=np.int64)
+            if model == "few":
+                spine_nodes = spines.nodes(inputs.site_index)
+        finally:
+            synapses.clear()
+            if model == "few":
+                spines.delete()
+
+        def options(record_index: np.ndarray) -> RunOptions:
+            return RunOptions(
+                p.tstop,
+                p.dt,
+                record_nodes=tuple(record_index.tolist()),
+                record_every=p.record_every,
+                spike_node=int(record_index[0]),
+                spike_threshold=p.spike_threshold,
+            )
+
+        n_trials = inputs.n_trials
+        if model == "full":
+            engine = Engine(pool, n_instances=n_trials, backend=backend)
+            inputs.to_engine(engine, rows)
+            built = _CountEngines(
+                inputs=inputs,
+                engines=[engine],
+                options=[options(record)],
+                where=[(0, q) for q in range(n_trials)],
+                n_nodes=np.full(n_trials, pool.n, dtype=np.int64),
+                n_synapses=np.full(n_trials, inputs.n_synapses, dtype=np.int64),
+                build_seconds=0.0,
+            )
+        else:
+            engines, run_options, n_nodes, n_synapses = [], [], [], []
+            synapse_node = pool.mechanisms["AmpaNmda"].node
+            for q in range(n_trials):
+                unused = np.ones(inputs.n_synapses, dtype=bool)
+                unused[inputs.active[q]] = False
+                unused[inputs.background] = False
+                keep = np.ones(pool.n, dtype=bool)
+                for k in np.flatnonzero(unused).tolist():
+                    keep[spine_nodes[k]] = False
+                if not keep[record].all():
+                    raise ValueError("record_nodes must be on the cell, not on a spine")
+                trial_model = pool.subset(keep)
+                new_index = np.cumsum(keep) - 1
+                kept_rows = np.flatnonzero(keep[synapse_node])
+                new_row = np.full(synapse_node.size, -1, dtype=np.int64)
+                new_row[kept_rows] = np.arange(kept_rows.size)
+                engine = Engine(trial_model, n_instances=1, backend=backend)
+                inputs.to_engine(engine, new_row[rows], trials=[q])
+                engines.append(engine)
+                run_options.append(options(new_index[record]))
+                n_nodes.append(trial_model.n)
+                n_synapses.append(kept_rows.size)
+            built = _CountEngines(
+                inputs=inputs,
+                engines=engines,
+                options=run_options,
+                where=[(q, 0) for q in range(n_trials)],
+                n_nodes=np.array(n_nodes, dtype=np.int64),
+                n_synapses=np.array(n_synapses, dtype=np.int64),
+                build_seconds=0.0,
+            )
+        built.build_seconds = time.perf_counter() - start
+        return built
+
+    @staticmethod
+    def _run_batch(built: list[_CountEngines]) -> tuple[list[dict], float]:
+        """Run the engines of several counts in one :class:`dhs.engine.Batch`; per count
+        its ``t``, ``v``, ``spikes``, ``inputs``, ``backend``, ``n_nodes`` and
+        ``n_synapses``, and the wall time of the run."""
+        from dhs.engine import Batch
+
+        engines = [engine for b in built for engine in b.engines]
+        options = [option for b in built for option in b.options]
+        batch = Batch(engines)
+        start = time.perf_counter()
+        results = batch.run(options)
+        seconds = time.perf_counter() - start
+        rows = []
+        first = 0
+        for b in built:
+            mine = results[first : first + len(b.engines)]
+            first += len(b.engines)
+            rows.append(
+                {
+                    "t": mine[0].t,
+                    "v": np.stack([mine[e].v[q] for e, q in b.where]),
+                    "spikes": [mine[e].spikes[q] for e, q in b.where],
+                    "inputs": b.inputs,
+                    "backend": batch.backend,
+                    "n_nodes": b.n_nodes,
+                    "n_synapses": b.n_synapses,
+                }
+            )
+        return rows, seconds
 
     # -------------------------------------------------------------- NEURON
     def run_native(
@@ -470,36 +576,44 @@ class _SpineModel:
             made.append(synapse)
         return made
 
+    def nodes(self, sites) -> list[np.ndarray]:
+        """Per site, every node of its explicit spine's neck and head (their segments
+        and their 1-ends), in NEURON's current numbering."""
+        made = []
+        for k in self.spine_of(sites):
+            sections = (self.spines.necks[k], self.spines.heads[k])
+            made.append(
+                np.array(
+                    [seg.node_index() for sec in sections for seg in [*sec, sec(1)]],
+                    dtype=np.int64,
+                )
+            )
+        return made
+
     def delete(self) -> None:
         self.spines.delete()
         if self.f_factor is not None:
             self.f_factor.undo()
 
 
-def _hide_unused_spines(engine, spines: _SpineModel, inputs: TrialInputs) -> None:
-    """Few-spine model on a pool: in each instance (trial), ``cm = 0`` and ``pas.g = 0``
-    at the neck and head nodes of every explicit spine whose site the trial neither
-    activates nor uses for background (``DESIGN.md`` says why this is exact)."""
-    model = engine.model
-    n_instances = engine.n_instances
-    necks, heads = spines.spines.necks, spines.spines.heads
-    nodes = np.array(
-        [
-            [necks[k](0.5).node_index(), heads[k](0.5).node_index()]
-            for k in spines.spine_of(inputs.site_index)
-        ],
-        dtype=np.int64,
-    ).reshape(-1, 2)
-    cm = engine.get("cm")
-    pas_node = model.mechanisms["pas"].node
-    g = np.zeros((n_instances, model.n))
-    g[:, pas_node] = engine.get("pas.g")
-    for q in range(n_instances):
-        unused = np.ones(inputs.n_synapses, dtype=bool)
-        unused[inputs.active[q]] = False
-        unused[inputs.background] = False
-        hidden = nodes[unused].ravel()
-        cm[q, hidden] = 0.0
-        g[q, hidden] = 0.0
-    engine.set("cm", cm)
-    engine.set("pas.g", g)
+@dataclass(eq=False)
+class _CountEngines:
+    """The engines of one (model, pattern, count), with their trials' events.
+
+    ``where[q]`` is trial ``q``'s (engine, instance); ``options`` one
+    :class:`dhs.engine.RunOptions` per engine (its model's numbering of the soma and the
+    recorded points); ``n_nodes``, ``n_synapses`` per trial."""
+
+    inputs: TrialInputs
+    engines: list
+    options: list
+    where: list[tuple[int, int]]
+    n_nodes: np.ndarray
+    n_synapses: np.ndarray
+    build_seconds: float
+
+
+def _span(values: np.ndarray) -> str:
+    """``"a"`` or ``"a–b"``: the range of some integers, for progress lines."""
+    low, high = int(np.min(values)), int(np.max(values))
+    return f"{low:,}" if low == high else f"{low:,}–{high:,}"
