@@ -24,6 +24,7 @@ from collections import defaultdict
 import numpy as np
 from neuron import h
 
+from dhs import checks
 from dhs.engine.mechanism import from_source
 from dhs.engine.model import CellModel, IonTable, MechanismTable, SynapticEvents
 from dhs.engine.nmodl.parse import NmodlError
@@ -250,7 +251,7 @@ def export_model(v_init: float | None = None, *, t_max: float = math.inf) -> Cel
     Returns
     -------
     CellModel
-        Node order, a and b are NEURON's; mechanisms in NEURON's type order; point
+        Node order, a and b are NEURON's; mechanisms in NEURON's order (``memb_order_``); point
         processes of a type in the order NEURON sums their currents
         (:func:`point_process_order`), each labelled with its hoc name.
 
@@ -260,6 +261,9 @@ def export_model(v_init: float | None = None, *, t_max: float = math.inf) -> Cel
         When the model has no sections, or uses anything the engine does not run; the
         message starts with a summary and lists everything at once.
     """
+    if v_init is not None:
+        v_init = checks.finite_number("v_init", v_init, unit="mV")
+    t_max = float(t_max) if t_max == math.inf else checks.stop_time("t_max", t_max)
     if not any(True for _ in h.allsec()):
         raise ValueError("the NEURON model has no sections")
     if v_init is None:

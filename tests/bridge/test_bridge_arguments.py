@@ -208,3 +208,31 @@ def test_extract_before_the_first_finitialize_warns(run_python):
     assert after == []
     # The warning is no formality: hh's gates are set by finitialize, so d changes.
     assert result["d_before"] != result["d_after"]
+
+
+@pytest.mark.parametrize(
+    "arguments, error, message",
+    [
+        ({"v_init": "x"}, ArgumentTypeError, "v_init must be a finite number of mV, got 'x'"),
+        ({"v_init": float("nan")}, ValueError, "v_init must be a finite number of mV, got nan"),
+        ({"v_init": True}, ArgumentTypeError, "v_init must be a finite number of mV, got True"),
+        ({"t_max": -1.0}, ValueError, "t_max must be a non-negative number of ms, got -1.0"),
+    ],
+    ids=["text", "nan", "bool", "negative"],
+)
+def test_export_model_checks_its_arguments_at_the_call(branchy, arguments, error, message):
+    from neuron_bridge.export import export_model
+
+    with pytest.raises(error, match=re.escape(message)):
+        export_model(**arguments)
+
+
+def test_export_model_follows_h_v_init_unless_given_one(branchy):
+    from neuron_bridge.export import export_model
+
+    h.v_init = -71.5
+    try:
+        assert export_model().v_init == -71.5
+        assert export_model(-60.0).v_init == -60.0
+    finally:
+        h.v_init = -65.0
