@@ -11,12 +11,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -26,7 +21,6 @@ import dhs
 import trees
 from dhs.backends import cuda_simulator_enabled
 from dhs.solvers.cuda import kernel_signature, kernels
-from paths import ROOT, SUPPORT
 
 SIMULATOR_TIMEOUT_S = 300
 
@@ -73,34 +67,9 @@ def test_kernel_compiles_to_ptx(dtype, cc):
 
 # ----------------------------------------------------------------------------- simulator
 @pytest.fixture(scope="module")
-def simulator_summary() -> dict:
-    """Run tests/support/cudasim_check.py under the simulator once; its JSON summary."""
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    env["PYTHONPATH"] = os.pathsep.join(
-        path for path in (str(ROOT), str(SUPPORT), env.get("PYTHONPATH")) if path
-    )
-    start = time.perf_counter()
-    try:
-        completed = subprocess.run(
-            [sys.executable, str(SUPPORT / "cudasim_check.py")],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=SIMULATOR_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired as error:
-        pytest.fail(f"the simulator checks ran past {SIMULATOR_TIMEOUT_S} s: {error.stderr}")
-    lines = completed.stdout.strip().splitlines()
-    if completed.returncode not in (0, 1) or not lines:
-        pytest.fail(
-            f"tests/support/cudasim_check.py exited with {completed.returncode}:\n"
-            f"{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
-        )
-    summary = json.loads(lines[-1])
-    summary["returncode"] = completed.returncode
-    summary["wall_seconds"] = time.perf_counter() - start
-    return summary
+def simulator_summary(run_simulated) -> dict:
+    """``tests/support/cudasim_check.py`` under the simulator, once."""
+    return run_simulated("cudasim_check.py", SIMULATOR_TIMEOUT_S)
 
 
 @pytest.mark.cudasim

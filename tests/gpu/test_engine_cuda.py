@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -83,25 +82,11 @@ def test_no_fma_contraction():
 
 # ----------------------------------------------------------------------------- simulator
 @pytest.fixture(scope="module")
-def simulator_summary() -> dict:
-    """``engine_cuda_check.py`` under the simulator, once; its JSON summary."""
-    environment = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    environment["PYTHONPATH"] = os.pathsep.join(
-        path for path in (str(ROOT), str(SUPPORT), environment.get("PYTHONPATH")) if path
-    )
-    completed = subprocess.run(
-        [sys.executable, str(SUPPORT / "engine_cuda_check.py")],
-        env=environment,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=SIMULATOR_TIMEOUT_S,
-    )
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
-    if completed.returncode != 0 or not lines:
-        pytest.fail(f"engine_cuda_check.py failed:\n{completed.stdout[-3000:]}\n"
-                    f"{completed.stderr[-3000:]}")  # fmt: skip
-    return json.loads(lines[-1])
+def simulator_summary(run_simulated) -> dict:
+    """``engine_cuda_check.py`` under the simulator, once."""
+    summary = run_simulated("engine_cuda_check.py", SIMULATOR_TIMEOUT_S)
+    assert summary["returncode"] == 0, summary
+    return summary
 
 
 @pytest.mark.cudasim
