@@ -460,7 +460,11 @@ class Engine:
 
         for (kind, s), (times, weights) in self._shared_events.items():
             per = self._instance_events.get((kind, s), {})
-            plain = np.setdiff1d(np.arange(n), np.fromiter(per, np.int64, len(per)))
+            plain = (
+                np.setdiff1d(np.arange(n), np.fromiter(per, np.int64, len(per)))
+                if per
+                else np.arange(n)
+            )
             if times.size and plain.size:
                 column = np.repeat(plain, times.size)
                 add(

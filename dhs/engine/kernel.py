@@ -18,6 +18,7 @@ The design note is ``dhs/engine/DESIGN.md``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -742,9 +743,10 @@ def generate(plan: KernelPlan) -> str:
     return "\n".join(printer.lines) + "\n"
 
 
+@functools.cache
 def load(plan: KernelPlan):
-    """The kernel module of ``plan`` (generated into the cache once; its mechanisms'
-    modules are imported first)."""
+    """The kernel module of ``plan`` (generated into the cache once, and once per process;
+    its mechanisms' modules are imported first)."""
     for mechanism in plan.mechanisms:
         mechanism.module  # noqa: B018 - writes and imports the mechanism's module first
     name = f"kernel_{plan.scheme}"
