@@ -309,11 +309,19 @@ class Engine:
     def _weights(self, kind: str, weights, shape: tuple[int, ...]) -> np.ndarray:
         n_arguments = max(1, len(self.model.mechanisms[kind].mechanism.net_receive_arguments))
         weights = np.asarray(weights, dtype=np.float64)
-        if weights.ndim >= 1 and weights.shape[-1] == n_arguments and n_arguments > 1:
-            full = np.broadcast_to(weights, (*shape, n_arguments)).copy()
-        else:
+        try:
+            if weights.shape == (*shape, n_arguments) or (
+                weights.ndim >= 1 and weights.shape[-1] == n_arguments and n_arguments > 1
+            ):
+                return np.broadcast_to(weights, (*shape, n_arguments)).copy()
             full = np.zeros((*shape, n_arguments))
             full[..., 0] = np.broadcast_to(weights, shape)
+        except ValueError:
+            raise ValueError(
+                f"{kind}: weights of shape {weights.shape} do not fit {shape[0] if shape else 1} "
+                f"events with {n_arguments} NET_RECEIVE argument(s): give one weight, one per "
+                f"event, or ({shape[0] if shape else 1}, {n_arguments})"
+            ) from None
         return full
 
     def set_events(self, kind: str, synapse, times, weights, instances=None) -> None:

@@ -326,3 +326,15 @@ def test_engine_argument_errors():
         engine.set_events("ExpSyn", 3, [1.0], 0.1)
     result = engine.run(1.0, record_nodes=[0], record_every=4)
     assert result.v.shape == (1, 1, 11) and result.t.shape == (11,)
+
+
+def test_events_round_trip_and_weight_shapes():
+    """What :meth:`Engine.events` returns can be set again; a wrong shape is named."""
+    engine = Engine(single_compartment(events=False), 2)
+    engine.set_events("ExpSyn", 0, [1.0, 2.0], [0.01, 0.02])
+    times, weights = engine.events("ExpSyn", 0)
+    assert weights.shape == (2, 1)
+    engine.set_events("ExpSyn", 0, times, weights)  # (events, 1) for a one-argument block
+    assert np.array_equal(engine.events("ExpSyn", 0)[1], weights)
+    with pytest.raises(ValueError, match=r"ExpSyn: weights of shape \(3,\) do not fit 2 events"):
+        engine.set_events("ExpSyn", 0, [1.0, 2.0], [0.1, 0.2, 0.3])
