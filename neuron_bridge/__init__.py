@@ -49,6 +49,7 @@ from .swap import DhsSolve, SolveStats, check_preconditions, installed, use_dhs
 __all__ = [
     "Cell",
     "DhsSolve",
+    "EngineEvaluator",
     "FFactor",
     "HinesSystem",
     "NeuronEvents",
@@ -84,3 +85,13 @@ __all__ = [
     "trial_inputs",
     "use_dhs",
 ]
+
+
+def __getattr__(name: str):
+    """:class:`EngineEvaluator` on first use: it needs BluePyOpt (the ``fit`` extra), which
+    importing this package does not."""
+    if name == "EngineEvaluator":
+        from .fit import EngineEvaluator
+
+        return EngineEvaluator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
