@@ -11,9 +11,11 @@
   its own parameters and synaptic events, with a time loop generated for the model's
   mechanisms (:mod:`dhs.engine.kernel`), on the CPU or on CUDA.
 * :func:`sweep` (:mod:`dhs.engine.sweep`): a parameter sweep run in chunks sized to the
-  memory, each chunk written to disk, so an interrupted sweep resumes where it stopped.
+  memory, in this process or as Dask tasks on any cluster, each chunk written to a Zarr
+  store (:mod:`dhs.engine.sweep_store`) as it finishes, so an interrupted sweep resumes
+  where it stopped; :func:`load_sweep` reads it, and so do plain Zarr and xarray.
 
-Design notes: ``dhs/engine/DESIGN.md``.
+Design notes: ``dhs/engine/DESIGN.md``; sweeps: ``dhs/engine/SWEEPS.md``.
 """
 
 from .integrate import Batch, Engine, RunResult, time_grid
@@ -21,12 +23,20 @@ from .mechanism import Mechanism, builtin, from_source
 from .model import CellModel, IonTable, MechanismTable, SynapticEvents, load_model
 from .nmodl.parse import NmodlError
 from .options import RunOptions
-from .sweep import SweepResult, estimate_bytes_per_instance, load_sweep, sweep
+from .sweep import (
+    ExtraArray,
+    SweepResult,
+    estimate_bytes_per_instance,
+    finished_chunks,
+    load_sweep,
+    sweep,
+)
 
 __all__ = [
     "Batch",
     "CellModel",
     "Engine",
+    "ExtraArray",
     "IonTable",
     "Mechanism",
     "MechanismTable",
@@ -37,6 +47,7 @@ __all__ = [
     "SynapticEvents",
     "builtin",
     "estimate_bytes_per_instance",
+    "finished_chunks",
     "from_source",
     "load_model",
     "load_sweep",
