@@ -5,8 +5,11 @@ Translated ``.mod`` code calls only the names in :data:`CPU_FUNCTIONS` (``hoc_ex
 opaquely: LLVM would otherwise rewrite ``pow(x, 2.0)`` as ``x * x`` (which differs
 from glibc's ``pow`` in about 0.1 % of cases) or vectorise ``exp`` with another
 library, and the results would no longer be NEURON's, whose mechanisms call these
-functions through ``hoc_Exp``/``hoc_pow``. :mod:`dhs.engine.nmodl.runtime_cuda` has
-the device versions of the same names.
+functions through ``hoc_Exp``/``hoc_pow``. The exception is ``exp``, the most called:
+where :mod:`dhs.engine.nmodl.fast_exp` (glibc's own algorithm, which LLVM inlines and
+vectorises) passes its self-check against the C library's ``exp`` at import, it replaces
+the opaque call (:data:`EXP_IMPLEMENTATION` says which is in use).
+:mod:`dhs.engine.nmodl.runtime_cuda` has the device versions of the same names.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numba
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from .fast_exp import fast_exp, fast_exp_matches_libm
 
 __all__ = [
     "CPU_FUNCTIONS",
@@ -79,6 +84,11 @@ def _opaque(name: str, arity: int):
                 for value, type_ in zip(arguments, sig.args, strict=True)
             ]
             function = cgutils.get_or_insert_function(builder.module, function_type, symbol)
+            # A pure function to LLVM (which still cannot replace it: it does not know the
+            # name), so calls with loop-invariant arguments, such as a channel's
+            # pow(q10, (celsius - 22)/10), are hoisted out of the loops and shared.
+            for attribute in ("readnone", "nounwind"):
+                function.attributes.add(attribute)
             return builder.call(function, arguments)
 
         return signature, codegen
@@ -98,7 +108,7 @@ def _opaque(name: str, arity: int):
     return intrinsic(binary)
 
 
-_exp = _opaque("exp", 1)
+_libm_exp = _opaque("exp", 1)
 _pow = _opaque("pow", 2)
 _log = _opaque("log", 1)
 _log10 = _opaque("log10", 1)
@@ -116,6 +126,16 @@ _erf = _opaque("erf", 1)
 _erfc = _opaque("erfc", 1)
 _fmod = _opaque("fmod", 2)
 
+#: Which ``exp`` the CPU build calls: :func:`~dhs.engine.nmodl.fast_exp.fast_exp` (glibc's
+#: algorithm, inlined and vectorisable) where it equals this C library's ``exp`` on the
+#: self-check's inputs, else the library's own, opaquely. Either gives NEURON's numbers.
+if fast_exp_matches_libm():
+    _exp = fast_exp
+    EXP_IMPLEMENTATION = "vectorisable glibc algorithm"
+else:
+    _exp = _libm_exp
+    EXP_IMPLEMENTATION = "libm"
+
 _EXP_700 = math.exp(700.0)
 
 
@@ -127,11 +147,20 @@ def jit(function):
 @jit
 def hoc_exp(x):
     """NEURON's ``hoc_Exp``: 0 below -700, ``exp(700)`` above 700, else ``exp``."""
+    # exp is evaluated for every x (clamped, so that it cannot overflow) and its value
+    # then replaced: selects, not a branch around the call, so that a loop of the inlined
+    # fast exp has no conditional table load and vectorises.
+    clamped = x
     if x < -700.0:
-        return 0.0
+        clamped = -700.0
     if x > 700.0:
-        return _EXP_700
-    return _exp(x)
+        clamped = 700.0
+    y = _exp(clamped)
+    if x < -700.0:
+        y = 0.0
+    if x > 700.0:
+        y = _EXP_700
+    return y
 
 
 @jit
