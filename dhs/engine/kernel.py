@@ -23,7 +23,7 @@ import hashlib
 from dataclasses import dataclass
 
 from .mechanism import Mechanism
-from .nmodl.build import load_module
+from .nmodl.build import load_module, runtime_digest
 from .nmodl.translate import GENERATOR_VERSION
 
 __all__ = [
@@ -89,7 +89,8 @@ class KernelPlan:
 
     @property
     def digest(self) -> str:
-        text = repr((KERNEL_VERSION, GENERATOR_VERSION, [m.digest for m in self.mechanisms],
+        text = repr((KERNEL_VERSION, GENERATOR_VERSION, runtime_digest(),
+                     [m.digest for m in self.mechanisms],
                      self.ions, self.stored, self.scheme, self.scalar))  # fmt: skip
         return hashlib.sha256(text.encode()).hexdigest()
 

@@ -2,7 +2,8 @@
 CPU and for CUDA from the same function bodies.
 
 A translation's module is written once to ``<cache>/mechanisms/<name>_<digest>.py``
-(the digest covers the ``.mod`` text and :data:`GENERATOR_VERSION`), so Numba can cache
+(the digest covers the ``.mod`` text, :data:`GENERATOR_VERSION` and :func:`runtime_digest`),
+so Numba can cache
 its compiled code beside it (``cache=True`` needs a real file). The CPU build is the
 module itself: its functions are ``numba.njit`` dispatchers
 (:func:`dhs.engine.nmodl.runtime.jit`). The CUDA build re-creates each function from
@@ -12,6 +13,8 @@ of the module's other functions (:func:`cuda_functions`): one body, two builds.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import os
 import sys
@@ -19,13 +22,43 @@ import tempfile
 import types
 from pathlib import Path
 
-__all__ = ["cache_root", "cuda_functions", "device_jit", "load_module", "module_path"]
+__all__ = [
+    "cache_root",
+    "cuda_functions",
+    "device_jit",
+    "load_module",
+    "module_path",
+    "runtime_digest",
+]
+
+#: The modules whose functions generated code calls. Numba's cache checks only the
+#: generated file itself, so their text is part of every cache key.
+_RUNTIME_MODULES = (
+    "dhs/engine/nmodl/runtime.py",
+    "dhs/engine/nmodl/fast_exp.py",
+    "dhs/engine/nmodl/runtime_cuda.py",
+    "dhs/engine/kernel_runtime.py",
+    "dhs/solvers/cuda.py",
+)
 
 
 def cache_root() -> Path:
     """The folder of generated code: ``$DHS_CACHE`` or ``~/.cache/dhs``."""
     root = os.environ.get("DHS_CACHE")
     return Path(root) if root else Path.home() / ".cache" / "dhs"
+
+
+@functools.cache
+def runtime_digest() -> str:
+    """SHA-256 of the runtime modules' text and of the ``exp`` in use: a change to either
+    must not reuse machine code compiled against the old ones."""
+    from .runtime import EXP_IMPLEMENTATION
+
+    package_root = Path(__file__).resolve().parents[3]
+    digest = hashlib.sha256(EXP_IMPLEMENTATION.encode())
+    for relative in _RUNTIME_MODULES:
+        digest.update((package_root / relative).read_bytes())
+    return digest.hexdigest()
 
 
 def module_path(name: str, digest: str, kind: str = "mechanisms") -> Path:

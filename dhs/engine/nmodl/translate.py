@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 
 from . import ir
+from .build import runtime_digest
 from .cnexp import NotLinear, cnexp_update
 from .frontend import ModFile, read_mod
 from .implicit import OdeSystem, derivative_system, emit_system, kinetic_system
@@ -1399,8 +1400,10 @@ def translate(mod: ModFile, *, digest: str = "") -> Translation:
 
 
 def source_digest(text: str) -> str:
-    """The cache key of a file's text: its SHA-256 with the generator version."""
-    return hashlib.sha256(f"{GENERATOR_VERSION}\0{text}".encode()).hexdigest()
+    """The cache key of a file's text: its SHA-256 with the generator version and the
+    runtime's digest."""
+    key = f"{GENERATOR_VERSION}\0{runtime_digest()}\0{text}"
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def translate_file(path=None, *, text: str | None = None) -> Translation:
