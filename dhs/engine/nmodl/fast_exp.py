@@ -45,6 +45,7 @@ __all__ = [
     "fast_exp_matches_libm",
     "fast_exp_scalar",
     "libm_exp_array",
+    "load_libm",
     "mismatches",
 ]
 
@@ -220,7 +221,8 @@ def _fast_exp_array(x, out):
         out[i] = fast_exp(x[i])
 
 
-def _libm() -> ctypes.CDLL:
+def load_libm() -> ctypes.CDLL:
+    """The C library's math functions (the runtime's opaque calls and the self-check)."""
     name = ctypes.util.find_library("m")
     try:
         return ctypes.CDLL(name) if name else ctypes.CDLL(None)
@@ -228,7 +230,7 @@ def _libm() -> ctypes.CDLL:
         return ctypes.CDLL(None)
 
 
-_LIBM_EXP = _libm().exp
+_LIBM_EXP = load_libm().exp
 _LIBM_EXP.argtypes = [ctypes.c_double]
 _LIBM_EXP.restype = ctypes.c_double
 

@@ -25,7 +25,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .fast_exp import fast_exp, fast_exp_matches_libm
+from .fast_exp import fast_exp, fast_exp_matches_libm, load_libm
 
 __all__ = [
     "CPU_FUNCTIONS",
@@ -56,15 +56,7 @@ __all__ = [
 ]
 
 
-def _libm() -> ctypes.CDLL:
-    name = ctypes.util.find_library("m")
-    try:
-        return ctypes.CDLL(name) if name else ctypes.CDLL(None)
-    except OSError:  # pragma: no cover - every supported platform has a libm
-        return ctypes.CDLL(None)
-
-
-_LIBM = _libm()
+_LIBM = load_libm()
 
 
 def _opaque(name: str, arity: int):
