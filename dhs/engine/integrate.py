@@ -23,7 +23,7 @@ from . import kernel, storage
 from .execute import PreparedRun, execute
 from .inputs import poisson_times
 from .model import CellModel
-from .options import RunOptions
+from .options import RunOptions, run_options
 
 __all__ = ["Batch", "Engine", "RunResult", "time_grid"]
 
@@ -656,20 +656,17 @@ class Engine:
         -------
         RunResult
         """
-        if isinstance(tstop, RunOptions):
-            options = tstop
-        else:
-            options = RunOptions(
-                tstop,
-                dt,
-                () if record_nodes is None else tuple(record_nodes),
-                tuple(record),
-                record_every,
-                spike_node,
-                spike_threshold,
-                spike_method,
-                max_spikes,
-            )
+        options = run_options(
+            tstop,
+            dt,
+            record_nodes,
+            record,
+            record_every,
+            spike_node,
+            spike_threshold,
+            spike_method,
+            max_spikes,
+        )
         workers = min(self.workers or storage.default_workers(), self.n_instances)
         prepared = self._prepare(options, workers)
         execute([prepared], self.backend, workers)

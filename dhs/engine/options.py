@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .. import checks
 
-__all__ = ["RunOptions"]
+__all__ = ["RunOptions", "run_options"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,31 @@ class RunOptions:
     @property
     def kept_spikes(self) -> int:
         return self.n_steps // 2 + 1 if self.max_spikes is None else int(self.max_spikes)
+
+
+def run_options(
+    tstop,
+    dt: float = 0.025,
+    record_nodes=None,
+    record=(),
+    record_every: int = 1,
+    spike_node=None,
+    spike_threshold: float = -20.0,
+    spike_method: str = "neuron",
+    max_spikes: int | None = None,
+) -> RunOptions:
+    """``tstop`` itself when it is a :class:`RunOptions`, else one made of the arguments
+    (the loose form of :meth:`Engine.run` and :func:`dhs.engine.sweep`)."""
+    if isinstance(tstop, RunOptions):
+        return tstop
+    return RunOptions(
+        tstop,
+        dt,
+        () if record_nodes is None else tuple(record_nodes),
+        tuple(record),
+        record_every,
+        spike_node,
+        spike_threshold,
+        spike_method,
+        max_spikes,
+    )

@@ -75,7 +75,7 @@ import numpy as np
 from . import sweep_store
 from .integrate import Engine
 from .model import CellModel
-from .options import RunOptions
+from .options import RunOptions, run_options
 from .sweep_store import (
     FORMAT,
     ExtraArray,
@@ -720,20 +720,17 @@ max_spikes
     unknown = sorted(set(engine_options) - set(ENGINE_OPTIONS))
     if unknown:
         raise ValueError(f"engine_options takes {list(ENGINE_OPTIONS)}, not {unknown}")
-    if isinstance(tstop, RunOptions):
-        options = tstop
-    else:
-        options = RunOptions(
-            tstop,
-            dt,
-            () if record_nodes is None else tuple(record_nodes),
-            tuple(record),
-            record_every,
-            spike_node,
-            spike_threshold,
-            spike_method,
-            max_spikes,
-        )
+    options = run_options(
+        tstop,
+        dt,
+        record_nodes,
+        record,
+        record_every,
+        spike_node,
+        spike_threshold,
+        spike_method,
+        max_spikes,
+    )
     records = [model.node(r) for r in options.record_nodes]
     spike = None if options.spike_node is None else model.node(options.spike_node)
     options = dataclasses.replace(options, record_nodes=tuple(records), spike_node=spike)
