@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernel
+from .kernel_runtime import compile_driver
 
 __all__ = ["PreparedRun", "execute", "worker_shares"]
 
@@ -104,6 +105,8 @@ def execute(runs: list[PreparedRun], backend: str, workers: int) -> None:
         return
     modules = [kernel.load(run.plan) for run in runs]
     values = [run.values() for run in runs]
+    for module, run_values in zip(modules, values, strict=True):
+        compile_driver(module, (0, 0, *run_values))
     shares = worker_shares([run.cost for run in runs], max(1, workers))
 
     def work(share: list[tuple[int, int, int]]) -> None:

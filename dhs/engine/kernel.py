@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: Bump when the generated kernel changes.
-KERNEL_VERSION = 6
+KERNEL_VERSION = 7
 #: ``cpu``; CUDA with one thread per instance; CUDA with a block of lanes per instance.
 SCHEMES = ("cpu", "thread", "lanes")
 #: Per-node fields of an ion, in storage order.
@@ -284,6 +284,8 @@ class _Printer:
         self.emit("@kernel_jit")
         lane = "lane, lanes, " if self.scheme == "lanes" else ""
         self.open(f"def {name}({lane}{extra}{', '.join(self.arguments())}):")
+        if not self.plan.cuda:
+            self.emit("vector_gathers()")
         self.emit("dt = scalars[0]")
         self.emit("celsius = scalars[1]")
         if self.plan.scalar:
@@ -726,7 +728,11 @@ def generate(plan: KernelPlan) -> str:
             "from numba import uint64  # noqa: F401",
             "",
             "from dhs.engine.nmodl.runtime import nrn_nernst  # noqa: F401",
-            "from dhs.engine.kernel_runtime import driver_jit, kernel_jit  # noqa: F401",
+            "from dhs.engine.kernel_runtime import (  # noqa: F401",
+            "    driver_jit,",
+            "    kernel_jit,",
+            "    vector_gathers,",
+            ")",
         ]
         for k, mechanism in enumerate(plan.mechanisms):
             lines += [

@@ -110,6 +110,23 @@ def test_equals_libm_at_the_edges():
 
 
 @needs_fast
+def test_bounded_variant_equals_libm_on_hoc_exps_range():
+    """fast_exp_bounded (hoc_exp's, no branch) on |x| <= 700 and NaN: random inputs,
+    glibc's case borders (2^-54, 512) and the range's ends."""
+    x = fe.check_inputs(1_200_000, seed=4242)
+    inside = x[np.isnan(x) | (np.abs(x) <= fe.BOUND)]
+    assert inside.size >= 800_000
+    tiny = float.fromhex("0x1p-54")
+    borders = np.array([0.0, -0.0, 5e-324, -5e-324, tiny, -tiny, 512.0, -512.0, 700.0, -700.0])
+    with np.errstate(over="ignore"):
+        around = np.concatenate([np.nextafter(borders, np.inf), np.nextafter(borders, -np.inf)])
+    dense = np.linspace(-fe.BOUND, fe.BOUND, 200_001)
+    for values in (inside, np.concatenate([borders, around, [np.nan, -np.nan]]), dense):
+        bad = fe.mismatches(values, bounded=True)
+        assert bad.size == 0, f"{bad.size} mismatches, e.g. {bad[:5].tolist()}"
+
+
+@needs_fast
 def test_scalar_calls_equal_libm():
     """The function outside a vectorised loop (as most kernels call it)."""
     x = fe.check_inputs(3_000, seed=2718)
@@ -160,3 +177,29 @@ def test_a_loop_of_fast_exp_is_vectorised():
             assert any(re.fullmatch(r"vfmadd\d+pd", name) for name in packed)
         assert "dhs_libm_exp" not in asm
         assert re.search(r"call\w*\s+\S*dhs_fast_exp\b", asm) is None  # inlined, not called
+
+
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64") or not _cpu_has("avx2"), reason="x86 AVX2"
+)
+def test_vector_gathers_keep_the_chain_before_exp_in_vectors():
+    """With the kernels' tuning flag the table lookup is a gather and the division that
+    computes exp's argument stays packed (LLVM's Zen models otherwise load lane by lane
+    and keep the whole chain scalar)."""
+    from dhs.engine.kernel_runtime import vector_gathers
+
+    @numba.njit(error_model="numpy")
+    def rate(v, out):
+        vector_gathers()
+        for i in range(v.size):
+            out[i] = 0.182 * (v[i] + 32.0) / (1.0 - runtime.hoc_exp(-(v[i] + 32.0) / 6.0))
+
+    v = np.linspace(-80.0, 40.0, 64)
+    out = np.empty_like(v)
+    rate(v, out)
+    expected = 0.182 * (v + 32.0) / (1.0 - fe.libm_exp_array(-(v + 32.0) / 6.0))
+    if FAST:
+        np.testing.assert_array_equal(_bits(out), _bits(expected))
+    asm = "\n".join(rate.inspect_asm().values())
+    assert re.search(r"\bv(p?)gatherq(pd|q)\b", asm), "no gather"
+    assert len(re.findall(r"\bvdivpd\b", asm)) >= 2  # both divisions, packed

@@ -25,7 +25,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .fast_exp import fast_exp, fast_exp_matches_libm, load_libm
+from .fast_exp import fast_exp, fast_exp_bounded, fast_exp_matches_libm, load_libm
 
 __all__ = [
     "CPU_FUNCTIONS",
@@ -123,9 +123,10 @@ _fmod = _opaque("fmod", 2)
 #: self-check's inputs, else the library's own, opaquely. Either gives NEURON's numbers.
 if fast_exp_matches_libm():
     _exp = fast_exp
+    _exp_bounded = fast_exp_bounded  # hoc_exp's clamped argument: a branch-free variant
     EXP_IMPLEMENTATION = "vectorisable glibc algorithm"
 else:
-    _exp = _libm_exp
+    _exp = _exp_bounded = _libm_exp
     EXP_IMPLEMENTATION = "libm"
 
 _EXP_700 = math.exp(700.0)
@@ -147,7 +148,7 @@ def hoc_exp(x):
         clamped = -700.0
     if x > 700.0:
         clamped = 700.0
-    y = _exp(clamped)
+    y = _exp_bounded(clamped)
     if x < -700.0:
         y = 0.0
     if x > 700.0:
