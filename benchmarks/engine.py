@@ -1171,7 +1171,7 @@ def _targets(results: dict, cuda_status: str | None) -> dict:
 
 # --------------------------------------------------------------------------- profile
 #: The chunk widths of the profile's sweep (``Engine(..., chunk=w)``).
-PROFILE_CHUNKS = (1, 2, 4, 8, 16, 32)
+PROFILE_CHUNKS = (1, 4, 16, 32, 64, 128)
 
 
 def _reduced(model: CellModel, keep) -> CellModel:

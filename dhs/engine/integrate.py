@@ -106,7 +106,7 @@ class Engine:
         else ``"cpu"``. :attr:`backend` says which one runs.
     chunk : int, optional
         Instances advanced together by one CPU thread (the inner, vectorised loop).
-        Default: 16 (:func:`dhs.engine.storage.auto_width`), and no wider than
+        Default: 64 (:func:`dhs.engine.storage.auto_width`), and no wider than
         ``n_instances``: a single instance runs a path of its own, without loops over
         instances. Results do not depend on it.
     workers : int, optional

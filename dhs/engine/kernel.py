@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: Bump when the generated kernel changes.
-KERNEL_VERSION = 7
+KERNEL_VERSION = 8
 #: ``cpu``; CUDA with one thread per instance; CUDA with a block of lanes per instance.
 SCHEMES = ("cpu", "thread", "lanes")
 #: Per-node fields of an ion, in storage order.

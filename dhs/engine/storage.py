@@ -5,7 +5,7 @@ Everything a generated kernel (:mod:`dhs.engine.kernel`) reads is built here fro
 :class:`~dhs.engine.integrate.Engine`:
 
 * **chunk-major storage** ``(n_chunks, rows, width)``: the instances innermost, one block
-  of memory per chunk (the CPU's vectorised loops over 16 instances, or one; CUDA's one
+  of memory per chunk (the CPU's vectorised loops over :data:`WIDTH` instances, or one; CUDA's one
   chunk as wide as the batch for ``thread``, or one chunk per instance for ``lanes``);
 * **node blocks** (``cpu``, ``thread``): the nodes in runs of :data:`NODE_BLOCK`, and for
   every mechanism and ion the rows at each block's nodes, so a step works through the
@@ -45,11 +45,12 @@ __all__ = [
 CACHE_LINE = 64  # bytes
 #: Nodes per block of the ``cpu``/``thread`` schemes' passes over the tree.
 NODE_BLOCK = 64
-#: The chunk width (instances in the inner, vectorised loop). Measured on one core: 16
-#: beat 8, 4 and 2 on the 1,399-node demo cell (7.4 against 8.1, 11.0, 17.1 ns per node
-#: and instance) and on a 25,000-node cell (8.7 against 8.8, 10.5), where the chunk's
-#: state no longer fits any cache: the per-node overhead of the loops matters more.
-WIDTH = 16
+#: The chunk width (instances in the inner, vectorised loop). Measured on one core, µs
+#: per instance-step, chunks of 16 / 32 / 64 / 128: the 1,399-node demo cell 7.5 / 5.3 /
+#: 4.4 / 4.0, the L5PC 43.5 / 39.1 / 37.4 / 36.1. A node's loops have a fixed cost (its
+#: indices, the overlap checks, the vector loop's set-up) that wider chunks share out;
+#: 64 keeps a chunk's state of the demo cell (~4 MB) inside the L3 with two workers.
+WIDTH = 64
 
 
 def aligned_empty(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
