@@ -106,8 +106,9 @@ class Engine:
         else ``"cpu"``. :attr:`backend` says which one runs.
     chunk : int, optional
         Instances advanced together by one CPU thread (the inner, vectorised loop).
-        Default: 64 (:func:`dhs.engine.storage.auto_width`), and no wider than
-        ``n_instances``: a single instance runs a path of its own, without loops over
+        Default: :func:`dhs.engine.storage.auto_width` (64, narrower for a model
+        too large for the caches), and no wider than a worker's share of the
+        instances: a single instance runs a path of its own, without loops over
         instances. Results do not depend on it.
     workers : int, optional
         CPU threads for the run (default: the cores this process may use).
@@ -741,8 +742,14 @@ class Engine:
             width = 1
             starts = np.arange(n_instances + 1, dtype=np.int64)
         else:
-            width = min(self.chunk or storage.auto_width(n_instances), n_instances)
-            starts, _ = storage.chunk_plan(n_instances, width, max(1, workers))
+            workers = max(1, workers)
+            width = self.chunk or storage.auto_width(
+                n_instances, sum(storage.instance_bytes(model)), workers
+            )
+            starts, _ = storage.chunk_plan(n_instances, min(width, n_instances), workers)
+            # the rows are as wide as the widest chunk, not wider (lanes no chunk uses
+            # would still be streamed through the caches)
+            width = int(np.diff(starts).max())
             if width == 1:
                 plan = dataclasses.replace(plan, scalar=True)
         groups = starts if scheme != "thread" else np.arange(n_instances + 1, dtype=np.int64)

@@ -39,18 +39,28 @@ __all__ = [
     "chunk_plan",
     "default_workers",
     "dhs_numbering",
+    "instance_bytes",
     "slots",
 ]
 
 CACHE_LINE = 64  # bytes
 #: Nodes per block of the ``cpu``/``thread`` schemes' passes over the tree.
 NODE_BLOCK = 64
-#: The chunk width (instances in the inner, vectorised loop). Measured on one core, µs
-#: per instance-step, chunks of 16 / 32 / 64 / 128: the 1,399-node demo cell 7.5 / 5.3 /
+#: The widest CPU chunk (instances in the inner, vectorised loop). Measured on one core,
+#: µs per instance-step, chunks of 16 / 32 / 64 / 128: the 1,399-node demo cell 7.5 / 5.3 /
 #: 4.4 / 4.0, the L5PC 43.5 / 39.1 / 37.4 / 36.1. A node's loops have a fixed cost (its
-#: indices, the overlap checks, the vector loop's set-up) that wider chunks share out;
-#: 64 keeps a chunk's state of the demo cell (~4 MB) inside the L3 with two workers.
+#: indices, the overlap checks, the vector loop's set-up) that wider chunks share out.
 WIDTH = 64
+#: The narrowest chunk :func:`auto_width` picks for a large model (two AVX2 vector
+#: iterations, interleaved).
+MIN_WIDTH = 8
+#: Bytes of state the workers' chunks together may hold (about this machine's L3). With
+#: several workers, a model too large for it streams each pass from memory and they
+#: contend for it: the 24,635-node demo cell at 2 workers, 4.2 ns per node and
+#: instance-step with chunks of 16, 3.9 with chunks of 8. One worker alone is better off
+#: wide (6.3 ns with chunks of 16, 6.0 with 32, 7.7 with 8): the loops' fixed cost per
+#: node matters more to it than the traffic.
+CACHE_BUDGET = 16 * 2**20
 
 
 def aligned_empty(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
@@ -115,10 +125,40 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def auto_width(n_instances: int) -> int:
-    """The chunk width: :data:`WIDTH`, or the instances when there are fewer (a single
+def instance_bytes(model: CellModel) -> tuple[int, int]:
+    """Bytes one instance of ``model`` holds in the engine: (parameters, state).
+
+    Derived from the mechanism descriptions, as the generated kernel stores them:
+    parameters are cm per node and v_init; state is v, rhs and d per node, every
+    mechanism instance's stored fields (:attr:`Mechanism.fields` less the optional
+    assigned ones), two assembly terms per instance with a current, five fields per ion
+    node, the final v and a spike flag.
+    """
+    n = model.n
+    fields = 0
+    terms = 0
+    for table in model.mechanisms.values():
+        mechanism = table.mechanism
+        optional = set(mechanism.translation.optional)
+        fields += table.count * sum(1 for f in mechanism.fields if f not in optional)
+        if mechanism.has_current:
+            terms += 2 * table.count
+    ions = sum(5 * table.node.size for table in model.ions.values())
+    parameters = 8 * (n + 1)
+    state = 8 * (3 * n + fields + terms + ions + n) + 9  # v, rhs, d; fields; v_final; flag
+    return parameters, state
+
+
+def auto_width(n_instances: int, bytes_per_instance: int = 0, workers: int = 1) -> int:
+    """The CPU chunk width: :data:`WIDTH`, narrower (to a multiple of :data:`MIN_WIDTH`)
+    where several ``workers``' chunks of instances of ``bytes_per_instance`` would not fit
+    :data:`CACHE_BUDGET`, and never wider than a worker's share of the instances (a single
     instance gets a chunk of one, and with it a path without loops over instances)."""
-    return max(1, min(WIDTH, n_instances))
+    width = WIDTH
+    if bytes_per_instance > 0 and workers > 1:
+        fitting = CACHE_BUDGET // (max(1, workers) * bytes_per_instance)
+        width = max(MIN_WIDTH, min(WIDTH, fitting // MIN_WIDTH * MIN_WIDTH))
+    return max(1, min(width, -(-n_instances // max(1, workers))))
 
 
 def block_bounds(nodes: np.ndarray, block_ptr: np.ndarray) -> np.ndarray:

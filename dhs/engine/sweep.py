@@ -76,6 +76,7 @@ from . import sweep_store
 from .integrate import Engine
 from .model import CellModel
 from .options import RunOptions, run_options
+from .storage import instance_bytes
 from .sweep_store import (
     FORMAT,
     ExtraArray,
@@ -196,18 +197,7 @@ def estimate_bytes_per_instance(
     else:
         options = RunOptions(tstop, dt, record_every=record_every, max_spikes=max_spikes)
     n_times = options.n_samples
-    n = model.n
-    fields = 0
-    terms = 0
-    for table in model.mechanisms.values():
-        mechanism = table.mechanism
-        optional = set(mechanism.translation.optional)
-        fields += table.count * sum(1 for f in mechanism.fields if f not in optional)
-        if mechanism.has_current:
-            terms += 2 * table.count
-    ions = sum(5 * table.node.size for table in model.ions.values())
-    parameters = 8 * (n + 1)
-    state = 8 * (3 * n + fields + terms + ions + n) + 9  # v, rhs, d; fields; v_final; flag
+    parameters, state = instance_bytes(model)
     recording = 2 * 8 * int(n_records) * n_times
     spikes = 8 * max(options.kept_spikes, 0) + 8 + (16 if spike_node else 0)
     events = EVENT_BYTES * sum(int(e.time.size) for e in model.events.values())

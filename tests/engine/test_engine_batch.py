@@ -62,6 +62,30 @@ def test_single_instance_and_narrow_chunks_equal_wide_ones(cell_of):
     assert np.array_equal(single.v[0], wide.v[0])
 
 
+def test_auto_width_and_row_width(cell_of):
+    """The default chunk: WIDTH, narrower only for several workers and a model too large
+    for the cache budget, never wider than a worker's share; the stored rows are as wide
+    as the widest chunk (no lanes that no chunk uses)."""
+    from dhs.engine import storage
+
+    small = storage.CACHE_BUDGET // (4 * storage.WIDTH)
+    large = storage.CACHE_BUDGET // 12
+    assert storage.auto_width(1000, small, 2) == storage.WIDTH
+    assert storage.auto_width(1000, large, 1) == storage.WIDTH  # one worker: wide
+    assert storage.auto_width(1000, large, 2) == storage.MIN_WIDTH
+    assert storage.auto_width(100, 0, 2) == 50
+    assert storage.auto_width(1, 0, 4) == 1
+    model = cell_of("l5pc", 60, 7)
+    parameters, state = storage.instance_bytes(model)
+    assert parameters == 8 * (model.n + 1) and state > 8 * 4 * model.n
+    options = engine_models.options_of(engine_models.CASES["l5pc"], model, 1.0)
+    engine = Engine(model, 20, workers=2)
+    prepared = engine._prepare(options, workers=2)
+    assert prepared.width == 10 == int(np.diff(prepared.starts).max())
+    assert prepared.arrays["v"].shape[-1] == 10
+    _assert_identical(engine.run(options), Engine(model, 20, chunk=4, workers=1).run(options))
+
+
 def test_batch_argument_errors(cell_of):
     engines = _engines(cell_of)
     with pytest.raises(ValueError, match="at least one"):
