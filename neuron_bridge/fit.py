@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import math
+import multiprocessing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -600,10 +601,18 @@ class EngineEvaluator(CellEvaluator):
             if target == "scores"
             else self.fitness_calculator.calculate_values
         )
-        return [
-            self.objective_list(calculate(self._responses(runs, q)))
-            for q in range(len(individuals))
-        ]
+
+        def objectives(q: int) -> list[float]:
+            return self.objective_list(calculate(self._responses(runs, q)))
+
+        return _map_on_workers(objectives, len(individuals), self._objective_workers())
+
+    def _objective_workers(self) -> int:
+        """Processes for BluePyOpt's fitness calculation: the engine's workers (eFEL holds
+        the GIL, and BluePyOpt's own pool evaluates the features in each process too)."""
+        from dhs.engine.storage import default_workers
+
+        return max(1, self.workers or default_workers())
 
     def map_function(self, function: Callable, individuals: Iterable) -> list:
         """A ``map`` for DEAP and ``DEAPOptimisation(map_function=...)``.
@@ -655,3 +664,30 @@ class EngineEvaluator(CellEvaluator):
 
     def __str__(self) -> str:
         return "engine " + super().__str__()
+
+
+def _map_on_workers(function: Callable[[int], list[float]], count: int, workers: int) -> list:
+    """``[function(q) for q in range(count)]``, on ``workers`` forked processes where the
+    platform forks (the children inherit the traces; only the objective lists come back),
+    else in this process. Measured on the L5PC's Step1 with 20 individuals: the fitness
+    calculation took 9.3 s of the evaluation's 24.9 s in one process, 7.3 s of it eFEL's
+    per-feature ``Initialize``."""
+    workers = min(workers, count)
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [function(q) for q in range(count)]
+    global _FORKED_FUNCTION
+    _FORKED_FUNCTION = function
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_call_forked, range(count), chunksize=-(-count // workers))
+    finally:
+        _FORKED_FUNCTION = None
+
+
+#: The function the forked workers of :func:`_map_on_workers` call (inherited by fork).
+_FORKED_FUNCTION: Callable[[int], list[float]] | None = None
+
+
+def _call_forked(q: int) -> list[float]:
+    assert _FORKED_FUNCTION is not None
+    return _FORKED_FUNCTION(q)

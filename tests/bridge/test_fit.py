@@ -257,3 +257,14 @@ def test_step_count_is_neurons():
     for entry in found:
         assert entry["ours"] == entry["neuron"], entry
         assert entry["dt"] == entry["neuron_dt"], entry
+
+
+def test_objectives_on_forked_workers_keep_the_order():
+    """The fitness calculation's map over worker processes returns what one process does,
+    in the individuals' order."""
+    from neuron_bridge.fit import _map_on_workers
+
+    expected = [[q * 1.5, -float(q)] for q in range(7)]
+    for workers in (1, 2, 3):
+        assert _map_on_workers(lambda q: [q * 1.5, -float(q)], 7, workers) == expected
+    assert _map_on_workers(lambda q: [float(q)], 0, 2) == []
