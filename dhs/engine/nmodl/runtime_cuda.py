@@ -1,11 +1,12 @@
 """The device build of :mod:`dhs.engine.nmodl.runtime`: the same function bodies,
 compiled with ``cuda.jit(device=True)``.
 
-On the CPU the runtime calls the C library through opaque symbols (``_exp``, ``_pow``,
-...); on the device those names are bound to :mod:`math`, which numba-cuda lowers to
-libdevice (``__nv_exp``, ``__nv_pow``, ...). libdevice is accurate to an ulp or two but
-does not round like glibc, so a real GPU is not bit-identical to NEURON; under the CUDA
-simulator :mod:`math` is the C library again, so simulated runs are.
+On the CPU the runtime calls the C library through opaque symbols (``_pow``, ...) or
+glibc's ``exp`` inlined (``_exp``, ``_exp_bounded``); on the device those names are bound
+to :mod:`math`, which numba-cuda lowers to libdevice (``__nv_exp``, ``__nv_pow``, ...).
+libdevice is accurate to an ulp or two but does not round like glibc, so a real GPU is
+not bit-identical to NEURON; under the CUDA simulator :mod:`math` is the C library
+again, so simulated runs are.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ __all__ = ["device_module", "device_runtime"]
 #: The runtime's opaque libm calls, bound on the device to what numba-cuda lowers.
 _LIBM_ON_DEVICE = {
     "_exp": math.exp,
+    "_exp_bounded": math.exp,
+    "_libm_exp": math.exp,
     "_pow": math.pow,
     "_log": math.log,
     "_log10": math.log10,
