@@ -101,5 +101,7 @@ def compile_driver(module, arguments: tuple) -> None:
     """
     driver = module.run_chunks
     signature = tuple(numba.typeof(value) for value in arguments)
+    if signature in driver.overloads:  # compiled in this process: no options, no lock
+        return
     with _kernel_options():
         driver.compile(signature)

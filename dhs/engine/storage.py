@@ -154,11 +154,12 @@ def auto_width(n_instances: int, bytes_per_instance: int = 0, workers: int = 1) 
     where several ``workers``' chunks of instances of ``bytes_per_instance`` would not fit
     :data:`CACHE_BUDGET`, and never wider than a worker's share of the instances (a single
     instance gets a chunk of one, and with it a path without loops over instances)."""
+    workers = max(1, workers)
     width = WIDTH
     if bytes_per_instance > 0 and workers > 1:
-        fitting = CACHE_BUDGET // (max(1, workers) * bytes_per_instance)
+        fitting = CACHE_BUDGET // (workers * bytes_per_instance)
         width = max(MIN_WIDTH, min(WIDTH, fitting // MIN_WIDTH * MIN_WIDTH))
-    return max(1, min(width, -(-n_instances // max(1, workers))))
+    return max(1, min(width, -(-n_instances // workers)))
 
 
 def block_bounds(nodes: np.ndarray, block_ptr: np.ndarray) -> np.ndarray:
