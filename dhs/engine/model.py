@@ -35,13 +35,13 @@ def _float_array(name: str, value, shape=None) -> np.ndarray:
     return array
 
 
-def _index_array(name: str, value, n: int) -> np.ndarray:
+def _index_array(name: str, value, n: int, what: str = "node") -> np.ndarray:
     array = np.array(value, dtype=np.int64)
     if array.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
     if array.size and (array.min() < 0 or array.max() >= n):
         bad = int(array[(array < 0) | (array >= n)][0])
-        raise ValueError(f"{name} holds node {bad}, outside 0..{n - 1}")
+        raise ValueError(f"{name} holds {what} {bad}, outside 0..{n - 1}")
     return array
 
 
@@ -407,16 +407,22 @@ class CellModel:
         raise ValueError(f"no point process {label!r} in this model; it has {known[:20]}")
 
     # ------------------------------------------------------------------ parts
-    def subset(self, nodes) -> CellModel:
+    def subset(self, nodes=None, *, point_processes=None) -> CellModel:
         """The model made of some of its nodes only, such as a cell without some of its
-        spines.
+        spines, or without some of its point processes.
 
         Parameters
         ----------
-        nodes : array_like of int or of bool
+        nodes : array_like of int or of bool, optional
             The nodes to keep: increasing node indices, or a boolean mask of shape
             ``(n,)``. Every kept node's parent must be kept too, or the node must be a
-            root (``parent == -1``).
+            root (``parent == -1``). Default: every node.
+        point_processes : dict, optional
+            ``{mechanism name: rows to keep}`` (increasing rows of its table, or a
+            boolean mask of its ``count``) for point processes of which only some stay;
+            those at dropped nodes go in any case. A point process without events or
+            other input that is dropped this way is one NEURON's model simply does not
+            have.
 
         Returns
         -------
@@ -433,8 +439,9 @@ class CellModel:
         ------
         ValueError
             For indices out of range, repeated or not increasing, a mask of the wrong
-            length, no node kept, or a kept node whose parent is dropped (the first such
-            node is named).
+            length, no node kept, a kept node whose parent is dropped (the first such
+            node is named), or ``point_processes`` naming a mechanism that is not a
+            point process of the model.
 
         Notes
         -----
@@ -448,7 +455,8 @@ class CellModel:
         nodes in the same relative order (it does for sections removed from its tree,
         as in the spine study, ``studies/spines/DESIGN.md``).
         """
-        keep = self._kept_nodes(nodes)
+        keep = self._kept_nodes(np.ones(self.n, dtype=bool) if nodes is None else nodes)
+        kept_points = self._kept_point_processes(point_processes)
         new_index = np.cumsum(keep) - 1  # of every old node; meaningful where kept
         kept = np.flatnonzero(keep)
         parent = self.parent[kept]
@@ -464,7 +472,10 @@ class CellModel:
         mechanisms = {}
         kept_rows = {}
         for name, table in self.mechanisms.items():
-            rows = np.flatnonzero(keep[table.node])
+            chosen = keep[table.node]
+            if name in kept_points:
+                chosen &= kept_points[name]
+            rows = np.flatnonzero(chosen)
             kept_rows[name] = rows
             mechanisms[name] = MechanismTable(
                 name,
@@ -536,6 +547,42 @@ class CellModel:
         if not keep.any():
             raise ValueError("a subset needs at least one node")
         return keep
+
+    def _kept_point_processes(self, point_processes) -> dict[str, np.ndarray]:
+        """The boolean row masks of :meth:`subset`'s ``point_processes``, checked."""
+        if point_processes is None:
+            return {}
+        if not isinstance(point_processes, dict):
+            raise ValueError("point_processes must be a dict {mechanism name: rows to keep}")
+        masks = {}
+        for name, rows in point_processes.items():
+            table = self.mechanisms.get(name)
+            if table is None or not table.mechanism.is_point_process:
+                points = [n for n, t in self.mechanisms.items() if t.mechanism.is_point_process]
+                raise ValueError(
+                    f"point_processes[{name!r}]: the model has no such point process "
+                    f"(it has {points})"
+                )
+            rows = np.asarray(rows)
+            if rows.dtype == bool:
+                if rows.shape != (table.count,):
+                    raise ValueError(
+                        f"point_processes[{name!r}]: a boolean mask must have shape "
+                        f"({table.count},), got {rows.shape}"
+                    )
+                masks[name] = rows.copy()
+                continue
+            if rows.size and rows.dtype.kind not in "iu":
+                raise ValueError(
+                    f"point_processes[{name!r}] must be rows or a boolean mask, got {rows.dtype}"
+                )
+            index = _index_array(f"point_processes[{name!r}]", rows, table.count, "row")
+            if np.any(np.diff(index) <= 0):
+                raise ValueError(f"point_processes[{name!r}] must be increasing without repeats")
+            mask = np.zeros(table.count, dtype=bool)
+            mask[index] = True
+            masks[name] = mask
+        return masks
 
     def _label(self, node: int) -> str:
         """`` (name)`` of a node for messages, empty without :attr:`node_names`."""

@@ -1,4 +1,5 @@
-"""``CellModel.subset``: a model made of some of its nodes.
+"""``CellModel.subset``: a model made of some of its nodes, or without some of its point
+processes.
 
 Without NEURON: the kept nodes renumbered in order, every per-node array, mechanism and
 ion row sliced, point processes at kept nodes kept (labels too), the events of dropped
@@ -153,6 +154,33 @@ def test_subset_errors():
         model.subset([])
     with pytest.raises(ValueError, match="indices or a boolean mask"):
         model.subset([0.0, 1.0])
+    with pytest.raises(ValueError, match=r"no such point process \(it has \['ExpSyn', 'Exp2Syn'"):
+        model.subset(point_processes={"pas": [0]})
+    with pytest.raises(ValueError, match=r"holds row 3, outside 0..2"):
+        model.subset(point_processes={"ExpSyn": [0, 3]})
+    with pytest.raises(ValueError, match="shape \\(3,\\)"):
+        model.subset(point_processes={"ExpSyn": np.ones(2, dtype=bool)})
+    with pytest.raises(ValueError, match="increasing"):
+        model.subset(point_processes={"ExpSyn": [2, 0]})
+    with pytest.raises(ValueError, match="a dict"):
+        model.subset(point_processes=[0, 1])
+
+
+def test_subset_of_point_processes():
+    """Only some ExpSyn: every node stays, the dropped synapse's row and its events go,
+    the others' events point to their new rows; Exp2Syn, not named, stays whole."""
+    model = labelled_model()
+    part = model.subset(point_processes={"ExpSyn": [0, 2]})
+    assert part.n == model.n and np.array_equal(part.parent, model.parent)
+    assert part.mechanisms["ExpSyn"].labels == ("ExpSyn[0]", "ExpSyn[2]")
+    assert part.mechanisms["ExpSyn"].node.tolist() == [4, 9]
+    assert part.mechanisms["ExpSyn"].params["tau"].tolist() == [1.0, 3.0]
+    events = part.events["ExpSyn"]
+    assert events.synapse.tolist() == [0, 1, 0] and events.time.tolist() == [1.0, 3.0, 5.0]
+    assert part.mechanisms["Exp2Syn"].count == 1 and part.events["Exp2Syn"].time.size == 1
+    # with nodes too: a mask and the node rule together
+    both = model.subset(np.arange(10), point_processes={"ExpSyn": np.array([True, True, False])})
+    assert both.mechanisms["ExpSyn"].labels == ("ExpSyn[0]",)
 
 
 # ----------------------------------------------------------------------- with NEURON
@@ -229,4 +257,51 @@ def test_subset_without_spines_is_neuron_without_them(clean_neuron, ampanmda):
     assert np.array_equal(result.spikes[0], reference)
     del synapses
     few.delete()
+    cell.delete()
+
+
+def test_subset_of_synapses_is_neuron_without_them(clean_neuron, ampanmda):
+    """Twelve spines with a synapse each; a subset keeping every node but only five of
+    the synapses against NEURON's model with the twelve spines and only those five
+    synapses: the same tables, and 0.0 mV at the soma with the same spikes."""
+    cell = active_pyramid(segment_length=40.0)
+    sites = spine_sites(cell, SpineParameters(density=0.3), seed=2)
+    pool = np.sort(np.random.default_rng(8).choice(len(sites), 12, replace=False))
+    chosen = np.array([1, 4, 5, 9, 11])
+    times = np.array([5.0, 5.0, 6.5, 5.25, 12.0])
+    weight = 0.03  # µS
+    spines = add_spines_at(cell, sites.subset(pool))
+    synapses = [h.AmpaNmda(head(0.5)) for head in spines.heads]
+    rows = synapse_rows(synapses)
+    pooled = export_model(-65.0)
+    kept_rows = np.sort(rows[chosen])
+    part = pooled.subset(point_processes={"AmpaNmda": kept_rows})
+    new_row = np.searchsorted(kept_rows, rows[chosen])  # of chosen synapse k
+    part = dataclasses.replace(
+        part, events={"AmpaNmda": SynapticEvents(new_row, times, np.full(5, weight))}
+    )
+    soma = cell.soma[0]
+    soma_node = soma(0.5).node_index()
+    result = Engine(part, 1).run(30.0, record_nodes=[soma_node], spike_node=soma_node,
+                                 spike_threshold=SPIKE_THRESHOLD)  # fmt: skip
+    for k in np.setdiff1d(np.arange(12), chosen).tolist():
+        synapses[k] = None
+    kept = [synapses[k] for k in chosen.tolist()]
+    del synapses
+    native_model = export_model(-65.0)
+    table_ = native_model.mechanisms["AmpaNmda"]
+    assert np.array_equal(table_.node, part.mechanisms["AmpaNmda"].node)
+    for p, values in table_.params.items():
+        assert np.array_equal(values, part.mechanisms["AmpaNmda"].params[p]), p
+    events = NeuronEvents(kept, np.arange(5), times, np.full(5, weight))
+    native = simulate(Model(name="subset-synapses", cells=[cell.sections], somas=[soma],
+                            probes={"soma": soma(0.5)}), 30.0)  # fmt: skip
+    events.release()
+    difference = np.abs(result.v[0] - np.array(list(native.traces.values()))).max()
+    assert difference == 0.0, f"max |ΔV| = {difference} mV"
+    reference = native.spikes[soma.name()]
+    assert reference.size >= 1, "the synapses should make the soma spike"
+    assert np.array_equal(result.spikes[0], reference)
+    del kept
+    spines.delete()
     cell.delete()
