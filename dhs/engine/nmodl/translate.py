@@ -22,13 +22,14 @@ from . import ir
 from .build import runtime_digest
 from .cnexp import NotLinear, cnexp_update
 from .frontend import ModFile, read_mod
+from .hoist import hoist
 from .implicit import OdeSystem, derivative_system, emit_system, kinetic_system
 from .parse import NmodlError
 
 __all__ = ["GENERATOR_VERSION", "Translation", "translate", "translate_file"]
 
 #: Bump when the generated code changes, so cached modules are rebuilt.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 SIMULATION = ("t", "dt", "celsius")
 GEOMETRY = ("diam", "area")
@@ -1057,6 +1058,9 @@ class _Generator:
                             "NET_RECEIVE",
                         )
                     )
+        state_body, breakpoint_body_t, initial_body = self.hoist_invariants(
+            state_body, breakpoint_body_t, breakpoint_locals, net_body, net_locals, initial_body
+        )
         # ----- which assigned variables need storage
         effects = {
             "initial": m.effects(self.initial_prologue() + initial_body, set(initial_locals)),
@@ -1105,6 +1109,31 @@ class _Generator:
             self.phase(
                 "net_receive", net_body, net_locals, effects, arguments=mod.net_receive.arguments
             )
+
+    def hoist_invariants(
+        self, state_body, current_body, current_locals, net_body, net_locals, initial_body
+    ):
+        """The step phases with their run-invariant values (:mod:`.hoist`) read from
+        per-instance variables that INITIAL's end computes."""
+        m = self.m
+        step_written: set[str] = set()
+        for body, local_names in (
+            (state_body, set()),
+            (current_body, set(current_locals)),
+            (net_body, set(net_locals)),
+        ):
+            step_written |= m.effects(body, set(local_names)).may
+        fixed = {p.name for p in m.parameters} | {g.name for g in m.globals}
+        fixed |= set(m.geometry) | {"dt", "celsius"}
+        invariant = fixed - step_written - set(current_locals)
+        taken = set(m.kinds) | set(m.callables) | set(current_locals) | set(net_locals)
+        bodies, hoisted = hoist(
+            {"state": state_body, "current": current_body}, invariant, set(BUILTINS), taken
+        )
+        for assignment in hoisted.assignments():
+            m.assigned_all.append(VariableSpec(assignment.target.name, 0.0, ""))
+            m.kinds[assignment.target.name] = "assigned"
+        return bodies["state"], bodies["current"], tuple(initial_body) + hoisted.assignments()
 
     def initial_prologue(self) -> tuple[ir.Statement, ...]:
         """nocmodl's initmodel: every state (but ion concentrations) to its ``name0``."""
