@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from neuron import h
 
+from dhs.engine import CellModel
 from neuron_bridge.export import export_model
 from neuron_bridge.morphology import Cell, node_count
 from neuron_bridge.patterns import NeuronEvents, TrialInputs, synapse_rows, trial_inputs
@@ -31,7 +32,14 @@ from .sampling import draw_active, draw_background, pattern_stream
 from .settings import MODELS, CellSetup, Protocol
 from .statistics import spiked_in_window, threshold_50, threshold_interval
 
-__all__ = ["ConditionResult", "NativeTrial", "SpineExperiment"]
+__all__ = ["FULL_SPINE_GROUP", "ConditionResult", "NativeTrial", "SpineExperiment"]
+
+#: The synapse of the study's spine heads.
+SYNAPSE = "AmpaNmda"
+#: Full-spine trials per engine: each engine holds the synapses of its own trials only.
+#: Measured at count 120 on 2 workers (s per trial): 2: 0.33, 4: 0.42, 8: 0.33, 12: 0.31,
+#: 16: 0.26, 24: 0.32, 48: 0.31 (chunks of 8 per worker beat fewer synapses per engine).
+FULL_SPINE_GROUP = 16
 
 
 @dataclass
@@ -188,6 +196,7 @@ class SpineExperiment:
         )
         self.candidates = np.setdiff1d(np.arange(len(self.sites)), self.background)
         self._spines: _SpineModel | None = None
+        self._whole: dict[str, _WholeModel] = {}
 
     # -------------------------------------------------------------- inputs
     def _stream(self, pattern: str, count: int) -> list[int]:
@@ -258,13 +267,33 @@ class SpineExperiment:
         """Set a new longest segment length (µm) and the membrane again
         (:func:`set_membrane`); the spine sites, background and patterns stay."""
         self._release_spines()
+        self._whole.clear()
         self.setup = replace(self.setup, segment_length=segment_length)
         set_membrane(self.cell, self.setup)
 
     def delete(self) -> None:
         """Delete the spines and the cell's sections."""
         self._release_spines()
+        self._whole.clear()
         self.cell.delete()
+
+    def _whole_model(self, model: str) -> _WholeModel:
+        """The spine model with an explicit spine and an AmpaNmda at every site,
+        exported once per model (``DESIGN.md``, Trials on the engine)."""
+        if model not in self._whole:
+            every_site = np.arange(len(self.sites))
+            spines = self._full_spines() if model == "full" else self._few_spines(every_site)
+            synapses = spines.synapses(every_site, nmda_ratio=self.protocol.nmda_ratio)
+            try:
+                exported = export_model(self.setup.v_init)
+                rows = synapse_rows(synapses)
+                spine_nodes = spines.nodes(every_site)
+            finally:
+                synapses.clear()
+                if model == "few":
+                    spines.delete()
+            self._whole[model] = _WholeModel(exported, rows, spine_nodes)
+        return self._whole[model]
 
     # -------------------------------------------------------------- engine
     def run_count(
@@ -375,12 +404,11 @@ class SpineExperiment:
     ) -> _CountEngines:
         """The engines of one (model, pattern, count), with their trials' events.
 
-        The pool model (:func:`neuron_bridge.export.export_model` of the cell with the
-        spines and a synapse at every site the trials use): full-spine, one engine with
-        an instance per trial; few-spine, per trial one single-instance engine on the
-        pool model without the explicit spines (and synapses) of the sites the trial does
-        not use (:meth:`dhs.engine.CellModel.subset`), which is the model NEURON builds
-        for that trial alone.
+        Every engine runs a subset of :meth:`_whole_model`: full-spine, every node and
+        the synapses of a group of :data:`FULL_SPINE_GROUP` trials, one instance per
+        trial; few-spine, per trial one single-instance engine without the explicit
+        spines (and synapses) of the sites the trial does not use, which is the model
+        NEURON builds for that trial alone.
         """
         from dhs.engine import Engine, RunOptions
 
@@ -389,19 +417,11 @@ class SpineExperiment:
         start = time.perf_counter()
         p = self.protocol
         inputs = self.inputs(pattern, count, trials, active)
-        spines = self._full_spines() if model == "full" else self._few_spines(inputs.site_index)
-        synapses = spines.synapses(inputs.site_index, nmda_ratio=p.nmda_ratio)
-        try:
-            pool = export_model(self.setup.v_init)  # numbers NEURON's nodes
-            rows = synapse_rows(synapses)
-            points = [self.soma(0.5)] + [section(x) for section, x in record_nodes]
-            record = np.array([point.node_index() for point in points], dtype=np.int64)
-            if model == "few":
-                spine_nodes = spines.nodes(inputs.site_index)
-        finally:
-            synapses.clear()
-            if model == "few":
-                spines.delete()
+        whole = self._whole_model(model)
+        points = [(self.soma, 0.5), *record_nodes]
+        record = np.array([whole.node_of(section, x) for section, x in points], dtype=np.int64)
+        pool_row = whole.synapse_row[inputs.site_index]  # of pool synapse k, in the whole model
+        synapse_table = whole.model.mechanisms[SYNAPSE]
 
         def options(record_index: np.ndarray) -> RunOptions:
             return RunOptions(
@@ -413,53 +433,60 @@ class SpineExperiment:
                 spike_threshold=p.spike_threshold,
             )
 
+        def used(trial: int) -> np.ndarray:
+            """Pool synapses of one trial: its activated ones and the background."""
+            return np.union1d(inputs.active[trial], inputs.background)
+
+        def engine_rows(kept: np.ndarray) -> np.ndarray:
+            """Row of each pool synapse in an engine that keeps the ``kept`` rows of the
+            whole model's table (-1: not in that engine)."""
+            return np.where(kept[pool_row], (np.cumsum(kept) - 1)[pool_row], -1)
+
+        engines, run_options, where, n_nodes, n_synapses = [], [], [], [], []
         n_trials = inputs.n_trials
         if model == "full":
-            engine = Engine(pool, n_instances=n_trials, backend=backend)
-            inputs.to_engine(engine, rows)
-            built = _CountEngines(
-                inputs=inputs,
-                engines=[engine],
-                options=[options(record)],
-                where=[(0, q) for q in range(n_trials)],
-                n_nodes=np.full(n_trials, pool.n, dtype=np.int64),
-                n_synapses=np.full(n_trials, inputs.n_synapses, dtype=np.int64),
-                build_seconds=0.0,
-            )
-        else:
-            engines, run_options, n_nodes, n_synapses = [], [], [], []
-            synapse_node = pool.mechanisms["AmpaNmda"].node
-            for q in range(n_trials):
-                unused = np.ones(inputs.n_synapses, dtype=bool)
-                unused[inputs.active[q]] = False
-                unused[inputs.background] = False
-                keep = np.ones(pool.n, dtype=bool)
-                for k in np.flatnonzero(unused).tolist():
-                    keep[spine_nodes[k]] = False
-                if not keep[record].all():
-                    raise ValueError("record_nodes must be on the cell, not on a spine")
-                trial_model = pool.subset(keep)
-                new_index = np.cumsum(keep) - 1
-                kept_rows = np.flatnonzero(keep[synapse_node])
-                new_row = np.full(synapse_node.size, -1, dtype=np.int64)
-                new_row[kept_rows] = np.arange(kept_rows.size)
-                engine = Engine(trial_model, n_instances=1, backend=backend)
-                inputs.to_engine(engine, new_row[rows], trials=[q])
+            for first in range(0, n_trials, FULL_SPINE_GROUP):
+                group = list(range(first, min(first + FULL_SPINE_GROUP, n_trials)))
+                kept = np.zeros(synapse_table.count, dtype=bool)
+                for q in group:
+                    kept[pool_row[used(q)]] = True
+                engine = Engine(
+                    whole.model.subset(point_processes={SYNAPSE: kept}),
+                    n_instances=len(group),
+                    backend=backend,
+                )
+                inputs.to_engine(engine, engine_rows(kept), trials=group)
                 engines.append(engine)
-                run_options.append(options(new_index[record]))
+                run_options.append(options(record))
+                where += [(len(engines) - 1, k) for k in range(len(group))]
+                n_nodes += [whole.model.n] * len(group)
+                n_synapses += [int(kept.sum())] * len(group)
+        else:
+            on_cell = np.ones(whole.model.n, dtype=bool)
+            on_cell[np.concatenate(whole.spine_nodes)] = False
+            if not on_cell[record].all():
+                raise ValueError("record_nodes must be on the cell, not on a spine")
+            for q in range(n_trials):
+                keep = on_cell.copy()
+                for site in inputs.site_index[used(q)].tolist():
+                    keep[whole.spine_nodes[site]] = True
+                trial_model = whole.model.subset(keep)
+                engine = Engine(trial_model, n_instances=1, backend=backend)
+                inputs.to_engine(engine, engine_rows(keep[synapse_table.node]), trials=[q])
+                engines.append(engine)
+                run_options.append(options((np.cumsum(keep) - 1)[record]))
+                where.append((q, 0))
                 n_nodes.append(trial_model.n)
-                n_synapses.append(kept_rows.size)
-            built = _CountEngines(
-                inputs=inputs,
-                engines=engines,
-                options=run_options,
-                where=[(q, 0) for q in range(n_trials)],
-                n_nodes=np.array(n_nodes, dtype=np.int64),
-                n_synapses=np.array(n_synapses, dtype=np.int64),
-                build_seconds=0.0,
-            )
-        built.build_seconds = time.perf_counter() - start
-        return built
+                n_synapses.append(trial_model.mechanisms[SYNAPSE].count)
+        return _CountEngines(
+            inputs=inputs,
+            engines=engines,
+            options=run_options,
+            where=where,
+            n_nodes=np.array(n_nodes, dtype=np.int64),
+            n_synapses=np.array(n_synapses, dtype=np.int64),
+            build_seconds=time.perf_counter() - start,
+        )
 
     @staticmethod
     def _run_batch(built: list[_CountEngines]) -> tuple[list[dict], float]:
@@ -594,6 +621,27 @@ class _SpineModel:
         self.spines.delete()
         if self.f_factor is not None:
             self.f_factor.undo()
+
+
+@dataclass(eq=False)
+class _WholeModel:
+    """A spine model with an explicit spine and a synapse at every site, exported:
+    ``synapse_row[site]`` is the site's synapse in the :data:`SYNAPSE` table,
+    ``spine_nodes[site]`` the nodes of its spine (neck, head and their 1-ends)."""
+
+    model: CellModel
+    synapse_row: np.ndarray
+    spine_nodes: list[np.ndarray]
+
+    def node_of(self, section, x: float) -> int:
+        """The model's node of the point ``section(x)``, ``0 < x <= 1``, by its name."""
+        if not 0.0 < x <= 1.0:
+            raise ValueError(f"record at 0 < x <= 1 of a section, got x = {x}")
+        if x == 1.0:
+            return self.model.node(f"{section.name()}(1)")
+        nseg = section.nseg
+        center = (min(int(x * nseg), nseg - 1) + 0.5) / nseg  # NEURON's segment of x
+        return self.model.node(f"{section.name()}({center:g})")
 
 
 @dataclass(eq=False)
