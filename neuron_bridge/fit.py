@@ -3,8 +3,9 @@
 :class:`EngineEvaluator` is a ``bluepyopt.ephys.evaluators.CellEvaluator`` whose
 simulations run in the engine: every individual of a population is an instance of one
 ``Engine`` per protocol, and its responses go through BluePyOpt's own fitness calculator
-(eFEL features, objectives), so the objective values are what BluePyOpt computes from
-those traces. The traces are NEURON's to the bit: the engine runs NEURON's fixed step on
+(eFEL features, objectives; scores with one eFEL pass per trace,
+:mod:`neuron_bridge.fit_scores`), so the objective values are what BluePyOpt computes
+from those traces. The traces are NEURON's to the bit: the engine runs NEURON's fixed step on
 the model NEURON itself builds.
 
 * **The model.** The cell is instantiated once, as BluePyOpt does it
@@ -60,6 +61,7 @@ from bluepyopt.ephys.stimuli import NrnSquarePulse
 from dhs.engine import CellModel, Engine, RunOptions, time_grid
 
 from .export import export_model
+from .fit_scores import calculate_scores
 
 __all__ = ["EngineEvaluator", "neuron_fixed_step", "neuron_step_count"]
 
@@ -596,10 +598,11 @@ class EngineEvaluator(CellEvaluator):
         if not individuals:
             return []
         runs = self._population_traces(individuals, list(self._sweeps))
+        calculator = self.fitness_calculator
         calculate = (
-            self.fitness_calculator.calculate_scores
+            functools.partial(calculate_scores, calculator)
             if target == "scores"
-            else self.fitness_calculator.calculate_values
+            else calculator.calculate_values
         )
 
         def objectives(q: int) -> list[float]:
