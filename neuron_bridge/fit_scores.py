@@ -4,16 +4,18 @@
 ``eFELFeature.calculate_score`` resets eFEL, applies the feature's settings and calls
 ``efel.getDistance``, and every reset and distance re-reads eFEL's dependency file
 (``cppcore.Initialize``, ~12 ms, three times per feature: 82 % of the L5PC's 1.56 s per
-individual). :func:`calculate_scores` gives the same numbers with one reset and set-up
-per group of features that share a trace and settings, and each feature's values from
-``efel.get_feature_values`` (the same C++ calls as ``getDistance``'s, from a state
-cleared by ``cppcore.Clear`` instead of a re-read file), then ``getDistance``'s own
-arithmetic on them. Anything else (other objective or feature types, a trace eFEL
-rejects) goes through BluePyOpt's own code.
+individual). :func:`calculate_scores` gives the same numbers with one set-up of the
+settings per group of features that share a trace and settings (without the re-read),
+and each feature's values from ``efel.get_feature_values`` (the same C++ calls as
+``getDistance``'s, from a state cleared by ``cppcore.Clear`` instead of a re-read file),
+then ``getDistance``'s own arithmetic on them. Anything else (other objective or feature
+types, a trace eFEL rejects, settings eFEL does not know) goes through BluePyOpt's own
+code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
@@ -54,6 +56,35 @@ def _distance(values, mean: float, std: float, error_dist: float) -> float:
     return distance
 
 
+def _set_up(feature) -> None:
+    """BluePyOpt's ``eFELFeature._setup_efel`` (eFEL's settings to their defaults, then
+    the feature's, in its order) without the dependency file's re-read, which
+    ``efel.get_feature_values`` makes unnecessary (it clears eFEL's state itself).
+    Settings eFEL does not know (which a reset to defaults would not remove) take
+    BluePyOpt's own path."""
+    import efel
+
+    wanted = [
+        (name, value)
+        for name, value in (
+            ("Threshold", feature.threshold),
+            ("stimulus_current", feature.stimulus_current),
+            ("interp_step", feature.interp_step),
+        )
+        if value is not None
+    ]
+    for settings in (feature.double_settings, feature.int_settings, feature.string_settings):
+        wanted += list((settings or {}).items())
+    current = efel.get_settings()
+    known = {field.name for field in dataclasses.fields(current)}
+    if set(vars(current)) - known or {name for name, _ in wanted} - known:
+        feature._setup_efel()
+        return
+    current.reset_to_default()
+    for name, value in wanted:
+        efel.set_setting(name, value)
+
+
 def _group_scores(features: list, responses: Mapping) -> list[float]:
     """Scores of features that share a trace and settings, in order."""
     import efel
@@ -66,7 +97,7 @@ def _group_scores(features: list, responses: Mapping) -> list[float]:
     # several times faster than numpy scalars, and are the same numbers
     trace = {key: np.asarray(value, dtype=float).tolist() for key, value in trace.items()}
     names = list(dict.fromkeys(feature.efel_feature_name for feature in features))
-    first._setup_efel()
+    _set_up(first)
     values = {}
     try:
         for name in names:

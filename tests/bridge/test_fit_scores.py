@@ -1,11 +1,13 @@
 """neuron_bridge.fit_scores.calculate_scores against BluePyOpt's own
 ObjectivesCalculator.calculate_scores on the same responses: equal numbers (==), for
-features sharing a trace and settings and features that do not, weighted and unweighted
-singleton objectives, a MaxObjective (BluePyOpt's own path), a missing recording, a
-feature eFEL cannot compute, and force_max_score."""
+features sharing a trace and settings and features that do not (known settings, and one
+eFEL does not know), weighted and unweighted singleton objectives, a MaxObjective
+(BluePyOpt's own path), a missing recording, a feature eFEL cannot compute, and
+force_max_score; eFEL's settings are its defaults afterwards."""
 
 from __future__ import annotations
 
+import efel
 import numpy as np
 import pytest
 from bluepyopt.ephys.efeatures import eFELFeature
@@ -65,6 +67,25 @@ def test_scores_equal_bluepyopts(seed):
         feature("f7", "doublet_ISI", "step.dend.v", mean=1e6, std=1e-3, force_max_score=True),
         feature("f8", "time_to_first_spike", "step.soma.v", interp_step=0.1, mean=5, std=1),
         feature("f9", "AHP_depth_abs_slow", "step.soma.v", mean=-60, std=5),
+        # settings of their own: a known one, and one eFEL does not know (BluePyOpt's path)
+        feature(
+            "f10",
+            "AP_begin_voltage",
+            "step.soma.v",
+            mean=-50,
+            std=5,
+            double_settings={"DerivativeThreshold": 12.0},
+            int_settings={"strict_stiminterval": 1},
+        ),
+        feature(
+            "f11",
+            "AP_begin_voltage",
+            "step.soma.v",
+            mean=-50,
+            std=5,
+            double_settings={"not_an_efel_setting": 1.0},
+        ),
+        feature("f12", "AP_begin_voltage", "step.soma.v", mean=-50, std=5),
     ]
     objectives = [SingletonObjective(f.name, f) for f in features]
     objectives.append(SingletonWeightObjective("weighted", features[1], 0.3))
@@ -74,6 +95,8 @@ def test_scores_equal_bluepyopts(seed):
     ours = calculate_scores(calculator, responses)
     assert list(ours) == list(reference)
     assert ours == reference
+    assert efel.get_settings() == efel.Settings()
     assert reference["f6"] == 250.0  # the missing trace
     assert reference["f7"] == 250.0  # forced to max_score
     assert 0 < reference["f0"] < 250 and 0 < reference["f5"] < 250  # real distances
+    assert reference["f10"] != reference["f12"]  # the setting changes the value
