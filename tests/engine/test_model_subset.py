@@ -193,6 +193,16 @@ def spine_nodes(necks, heads) -> list[int]:
     return nodes
 
 
+def assert_same_run(result, native, soma) -> None:
+    """The engine's one instance and NEURON's run: 0.0 mV at every probe, the same
+    somatic spikes, and at least one of them."""
+    difference = np.abs(result.v[0] - np.array(list(native.traces.values()))).max()
+    assert difference == 0.0, f"max |ΔV| = {difference} mV"
+    reference = native.spikes[soma.name()]
+    assert reference.size >= 1, "the synapses should make the soma spike"
+    assert np.array_equal(result.spikes[0], reference)
+
+
 def test_subset_without_spines_is_neuron_without_them(clean_neuron, ampanmda):
     """Twelve spines with a synapse each; a subset without seven of them against NEURON's
     model with only the other five, built from scratch: the same arrays, and the same
@@ -250,11 +260,7 @@ def test_subset_without_spines_is_neuron_without_them(clean_neuron, ampanmda):
     native = simulate(Model(name="subset-spines", cells=[cell.sections], somas=[soma],
                             probes=probes), 30.0)  # fmt: skip
     events.release()
-    difference = np.abs(result.v[0] - np.array(list(native.traces.values()))).max()
-    assert difference == 0.0, f"max |ΔV| = {difference} mV"
-    reference = native.spikes[soma.name()]
-    assert reference.size >= 1, "the synapses should make the soma spike"
-    assert np.array_equal(result.spikes[0], reference)
+    assert_same_run(result, native, soma)
     del synapses
     few.delete()
     cell.delete()
@@ -297,11 +303,7 @@ def test_subset_of_synapses_is_neuron_without_them(clean_neuron, ampanmda):
     native = simulate(Model(name="subset-synapses", cells=[cell.sections], somas=[soma],
                             probes={"soma": soma(0.5)}), 30.0)  # fmt: skip
     events.release()
-    difference = np.abs(result.v[0] - np.array(list(native.traces.values()))).max()
-    assert difference == 0.0, f"max |ΔV| = {difference} mV"
-    reference = native.spikes[soma.name()]
-    assert reference.size >= 1, "the synapses should make the soma spike"
-    assert np.array_equal(result.spikes[0], reference)
+    assert_same_run(result, native, soma)
     del kept
     spines.delete()
     cell.delete()
