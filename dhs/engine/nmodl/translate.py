@@ -1125,7 +1125,7 @@ class _Generator:
             step_written |= m.effects(body, set(local_names)).may
         fixed = {p.name for p in m.parameters} | {g.name for g in m.globals}
         fixed |= set(m.geometry) | {"dt", "celsius"}
-        invariant = fixed - step_written - set(current_locals)
+        invariant = fixed - step_written  # hoist() drops names a LOCAL shadows
         taken = set(m.kinds) | set(m.callables) | set(current_locals) | set(net_locals)
         bodies, hoisted = hoist(
             {"state": state_body, "current": current_body}, invariant, set(BUILTINS), taken
