@@ -532,7 +532,8 @@ def run_benchmark(
         "results": results,
         "summary": _summary(results),
         "targets": {"cpu": target},
-        "reproduce": "python -m benchmarks.l5pc",
+        "reproduce": f"python -m benchmarks.l5pc --sizes {' '.join(map(str, sizes))} "
+        f"--tstop {tstop:g} --step-delay {step_delay:g} --rounds {rounds}",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     if verbose:
