@@ -106,10 +106,9 @@ class Engine:
         else ``"cpu"``. :attr:`backend` says which one runs.
     chunk : int, optional
         Instances advanced together by one CPU thread (the inner, vectorised loop).
-        Default: :func:`dhs.engine.storage.auto_width` (64, narrower for a model
-        too large for the caches), and no wider than a worker's share of the
-        instances: a single instance runs a path of its own, without loops over
-        instances. Results do not depend on it.
+        Default: :func:`dhs.engine.storage.auto_width` (64, and no wider than a
+        worker's share of the instances: a single instance runs a path of its own,
+        without loops over instances). Results do not depend on it.
     workers : int, optional
         CPU threads for the run (default: the cores this process may use).
     scheme : {"auto", "thread", "lanes"}
@@ -743,9 +742,7 @@ class Engine:
             starts = np.arange(n_instances + 1, dtype=np.int64)
         else:
             workers = max(1, workers)
-            width = self.chunk or storage.auto_width(
-                n_instances, sum(storage.instance_bytes(model)), workers
-            )
+            width = self.chunk or storage.auto_width(n_instances, workers)
             starts, _ = storage.chunk_plan(n_instances, min(width, n_instances), workers)
             # the rows are as wide as the widest chunk, not wider (lanes no chunk uses
             # would still be streamed through the caches)
@@ -853,6 +850,9 @@ class Engine:
         else:
             block_ptr = storage.node_blocks(model.n)
             arrays["block_ptr"] = block_ptr
+            arrays["cross_ptr"], arrays["cross_child"] = storage.cross_block_children(
+                model.parent, block_ptr
+            )
         for s, (ion, table) in enumerate(model.ions.items()):
             store = np.zeros((len(kernel.ION_FIELDS), table.node.size, self.n_instances))
             store[0] = values[f"e{ion}"]

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: Bump when the generated kernel changes.
-KERNEL_VERSION = 8
+KERNEL_VERSION = 9
 #: ``cpu``; CUDA with one thread per instance; CUDA with a block of lanes per instance.
 SCHEMES = ("cpu", "thread", "lanes")
 #: Per-node fields of an ion, in storage order.
@@ -168,7 +168,7 @@ class _Printer:
             names += ["node_ptr", "step_ptr", "step_lo", "step_hi", "child_ptr",
                       "child_index", "identity"]  # fmt: skip
         else:
-            names.append("block_ptr")
+            names += ["block_ptr", "cross_ptr", "cross_child"]
         for s, _ion in enumerate(self.plan.ions):
             names += [f"ion{s}", f"ion{s}_node", f"ion{s}_style", f"ion{s}_constants"]
             if self.scheme != "lanes":
@@ -386,8 +386,10 @@ class _Printer:
 
     def membrane_and_axial(self) -> None:
         """At node i: the capacitance, then the axial terms (NEURON's order on every
-        row). ``cpu``/``thread`` add the child's terms to its parent's row (the parent's
-        own terms came first, its other children follow in increasing index); ``lanes``
+        row). ``cpu``/``thread`` add the child's terms to its parent's row when the
+        parent is in this block (the parent's own terms came first, its other children
+        follow in increasing index); a parent in an earlier block, whose row is not
+        assembled yet, takes them when its block comes (:meth:`assemble`). ``lanes``
         has node i pull its children's terms in increasing tree index instead (the
         layout lists them in decreasing tree index), so no two lanes write one row."""
         self.emit("p = parent[i]")
@@ -409,7 +411,7 @@ class _Printer:
         levels = self.instances()
         self.emit("d[c, i, q] += cfac * cm[c, i, q]")
         self.close(levels)
-        self.open("if p >= 0:")
+        self.open("if p >= first:")
         self.index("up", "p")
         self.emit("a_i = a[i]")
         self.emit("b_i = b[i]")
@@ -420,14 +422,63 @@ class _Printer:
         self.emit("d[c, i, q] -= b_i")
         self.emit("d[c, up, q] -= a_i")
         self.close(levels + 1)
+        self.open("elif p >= 0:")
+        self.index("up", "p")
+        self.emit("b_i = b[i]")
+        levels = self.instances()
+        self.emit("dv = v[c, up, q] - v[c, i, q]")
+        self.emit("rhs[c, i, q] -= b_i * dv")
+        self.emit("d[c, i, q] -= b_i")
+        self.close(levels + 1)
+
+    def eliminate_block(self) -> None:
+        """Block ``block``'s rows, after their own terms and those of the children in
+        the block: the axial terms of the children in later blocks (increasing index),
+        then ``triang`` into them from those children (decreasing index, each child's
+        row final: its block came earlier in the walk), then ``triang`` within the
+        block from its last node. Every row gets NEURON's terms in NEURON's order."""
+        self.loop("position", "cross_ptr[block], cross_ptr[block + 1]")
+        self.index("child", "cross_child[position]")
+        self.index("up", "parent[child]")
+        self.emit("a_child = a[child]")
+        levels = self.instances()
+        self.emit("dv = v[c, up, q] - v[c, child, q]")
+        self.emit("rhs[c, up, q] += a_child * dv")
+        self.emit("d[c, up, q] -= a_child")
+        self.close(levels + 1)
+        self.open("for position0 in range(cross_ptr[block + 1] - 1, cross_ptr[block] - 1, -1):")
+        self.index("child", "cross_child[position0]")
+        self.index("up", "parent[child]")
+        self.emit("a_child = a[child]")
+        self.emit("b_child = b[child]")
+        levels = self.instances()
+        self.emit("factor = a_child / d[c, child, q]")
+        self.emit("d[c, up, q] -= factor * b_child")
+        self.emit("rhs[c, up, q] -= factor * rhs[c, child, q]")
+        self.close(levels + 1)
+        self.open("for i0 in range(block_ptr[block + 1] - 1, first - 1, -1):")
+        self.index("i", "i0")
+        self.emit("p = parent[i]")
+        self.open("if p >= first:")
+        self.index("up", "p")
+        self.emit("a_i = a[i]")
+        self.emit("b_i = b[i]")
+        levels = self.instances()
+        self.emit("factor = a_i / d[c, i, q]")
+        self.emit("d[c, up, q] -= factor * b_i")
+        self.emit("rhs[c, up, q] -= factor * rhs[c, i, q]")
+        self.close(levels + 2)
 
     def assemble(self) -> None:
         """``setup_tree_matrix`` at ``time``: rhs, d and the ions' currents to 0 (e by
         Nernst where the style says so), every mechanism's current in NEURON's order,
         the capacitance and the axial terms. ``cpu``/``thread`` do it block of nodes
-        after block, every row getting NEURON's terms in NEURON's order (a node's
-        mechanisms before its own and its children's axial terms); ``lanes`` phase
-        after phase."""
+        after block, from the last block back, and run ``triang`` on each block as soon
+        as its rows are complete, so that one pass over the state assembles and
+        eliminates; every row gets NEURON's terms in NEURON's order (a node's
+        mechanisms before its own and its children's axial terms, then the children's
+        elimination in decreasing index). ``lanes`` assembles phase after phase and
+        eliminates in :meth:`update`."""
         self.header("assemble", "c, count, q, time, cfac, ")
         if self.scheme == "lanes":
             levels = self.spread("i", "parent.size")
@@ -444,8 +495,10 @@ class _Printer:
             self.close()
             self.barrier()
         else:
-            self.open("for block in range(block_ptr.size - 1):")
-            self.loop("i", "block_ptr[block], block_ptr[block + 1]")
+            self.open("for back in range(block_ptr.size - 1):")
+            self.emit("block = block_ptr.size - 2 - back")
+            self.emit("first = block_ptr[block]")
+            self.loop("i", "first, block_ptr[block + 1]")
             levels = self.instances()
             self.emit("rhs[c, i, q] = 0.0")
             self.emit("d[c, i, q] = 0.0")
@@ -453,9 +506,11 @@ class _Printer:
             for s, _ion in enumerate(self.plan.ions):
                 self.clear_ions(s, f"ion{s}_block[block], ion{s}_block[block + 1]")
             self.mechanism_currents(block=True)
-            self.loop("i", "block_ptr[block], block_ptr[block + 1]")
+            self.loop("i", "first, block_ptr[block + 1]")
             self.membrane_and_axial()
-            self.close(2)
+            self.close()
+            self.eliminate_block()
+            self.close()
         self.emit("return 0")
         self.close()
 
@@ -472,8 +527,9 @@ class _Printer:
             self.barrier()
 
     def update(self) -> None:
-        """The tree solve (NEURON's ``triang`` and ``bksub``; x goes into rhs, d is
-        overwritten with the pivots), ``v += x``, then the states (``nonvint``) at
+        """The rest of the tree solve (``lanes``: NEURON's ``triang`` and ``bksub``;
+        ``cpu``/``thread``: ``bksub``, :meth:`assemble` having eliminated; x goes into
+        rhs, d holds the pivots), ``v += x``, then the states (``nonvint``) at
         ``time``. ``cpu``/``thread`` advance a block's states right after its nodes'
         back-substitution (a state reads only its own node)."""
         self.header("update", "c, count, q, time, ")
@@ -496,18 +552,6 @@ class _Printer:
             self.barrier()
             self.advance_states(block=False)
         else:
-            self.open("for i0 in range(parent.size - 1, -1, -1):")
-            self.index("i", "i0")
-            self.emit("p = parent[i]")
-            self.open("if p >= 0:")
-            self.index("up", "p")
-            self.emit("a_i = a[i]")
-            self.emit("b_i = b[i]")
-            levels = self.instances()
-            self.emit("factor = a_i / d[c, i, q]")
-            self.emit("d[c, up, q] -= factor * b_i")
-            self.emit("rhs[c, up, q] -= factor * rhs[c, i, q]")
-            self.close(levels + 2)
             self.open("for block in range(block_ptr.size - 1):")
             self.loop("i", "block_ptr[block], block_ptr[block + 1]")
             self.emit("p = parent[i]")

@@ -37,6 +37,7 @@ __all__ = [
     "build_table",
     "chunk_major",
     "chunk_plan",
+    "cross_block_children",
     "default_workers",
     "dhs_numbering",
     "instance_bytes",
@@ -51,16 +52,10 @@ NODE_BLOCK = 64
 #: 4.4 / 4.0, the L5PC 43.5 / 39.1 / 37.4 / 36.1. A node's loops have a fixed cost (its
 #: indices, the overlap checks, the vector loop's set-up) that wider chunks share out.
 WIDTH = 64
-#: The narrowest chunk :func:`auto_width` picks for a large model (two AVX2 vector
-#: iterations, interleaved).
-MIN_WIDTH = 8
-#: Bytes of state the workers' chunks together may hold (about this machine's L3). With
-#: several workers, a model too large for it streams each pass from memory and they
-#: contend for it: the 24,635-node demo cell at 2 workers, 4.2 ns per node and
-#: instance-step with chunks of 16, 3.9 with chunks of 8. One worker alone is better off
-#: wide (6.3 ns with chunks of 16, 6.0 with 32, 7.7 with 8): the loops' fixed cost per
-#: node matters more to it than the traffic.
-CACHE_BUDGET = 16 * 2**20
+#: Wide chunks suit large models too, now that a step makes two passes over the state
+#: (assembly with elimination, then back-substitution with the states): the 24,635-node
+#: demo cell at 2 workers and 128 instances, ns per node and instance-step with chunks of
+#: 8 / 16 / 32 / 64: 4.8 / 3.9 / 3.0 / 2.7 (with three passes, 8 had been the best).
 
 
 def aligned_empty(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
@@ -149,16 +144,12 @@ def instance_bytes(model: CellModel) -> tuple[int, int]:
     return parameters, state
 
 
-def auto_width(n_instances: int, bytes_per_instance: int = 0, workers: int = 1) -> int:
-    """The CPU chunk width: :data:`WIDTH`, narrower (to a multiple of :data:`MIN_WIDTH`)
-    where several ``workers``' chunks of instances of ``bytes_per_instance`` would not fit
-    :data:`CACHE_BUDGET`, and never wider than a worker's share of the instances (a single
-    instance gets a chunk of one, and with it a path without loops over instances)."""
+def auto_width(n_instances: int, workers: int = 1) -> int:
+    """The CPU chunk width: :data:`WIDTH`, and never wider than a worker's share of the
+    instances (a single instance gets a chunk of one, and with it a path without loops
+    over instances)."""
     workers = max(1, workers)
     width = WIDTH
-    if bytes_per_instance > 0 and workers > 1:
-        fitting = CACHE_BUDGET // (workers * bytes_per_instance)
-        width = max(MIN_WIDTH, min(WIDTH, fitting // MIN_WIDTH * MIN_WIDTH))
     return max(1, min(width, -(-n_instances // workers)))
 
 
@@ -171,6 +162,36 @@ def block_bounds(nodes: np.ndarray, block_ptr: np.ndarray) -> np.ndarray:
 def node_blocks(n_nodes: int) -> np.ndarray:
     """``block_ptr``: block b holds nodes ``block_ptr[b] .. block_ptr[b + 1] - 1``."""
     return np.append(np.arange(0, n_nodes, NODE_BLOCK), n_nodes).astype(np.int64)
+
+
+def cross_block_children(
+    parent: np.ndarray, block_ptr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The children whose parent lies in an earlier block, grouped by the parent's block.
+
+    The ``cpu``/``thread`` assembly walks the blocks from the last one back and
+    eliminates each block right after assembling it; a child in a later block adds its
+    terms to its parent's row when the parent's block comes, after the parent's own.
+
+    Returns
+    -------
+    cross_ptr : ndarray of int64, shape (n_blocks + 1,)
+        Block b's entries are ``cross_child[cross_ptr[b] .. cross_ptr[b + 1] - 1]``.
+    cross_child : ndarray of int64
+        Child nodes, in increasing index within a block.
+    """
+    parent = np.asarray(parent, dtype=np.int64)
+    nodes = np.arange(parent.size, dtype=np.int64)
+    child_block = np.searchsorted(block_ptr, nodes, side="right") - 1
+    has_parent = parent >= 0
+    parent_block = np.full(parent.size, -1, np.int64)
+    parent_block[has_parent] = np.searchsorted(block_ptr, parent[has_parent], side="right") - 1
+    crossing = has_parent & (parent_block != child_block)
+    children = nodes[crossing]
+    order = np.argsort(parent_block[crossing], kind="stable")  # children stay increasing
+    counts = np.bincount(parent_block[crossing], minlength=block_ptr.size - 1)
+    cross_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return cross_ptr, children[order]
 
 
 def point_order(nodes: np.ndarray) -> np.ndarray:

@@ -63,18 +63,13 @@ def test_single_instance_and_narrow_chunks_equal_wide_ones(cell_of):
 
 
 def test_auto_width_and_row_width(cell_of):
-    """The default chunk: WIDTH, narrower only for several workers and a model too large
-    for the cache budget, never wider than a worker's share; the stored rows are as wide
-    as the widest chunk (no lanes that no chunk uses)."""
+    """The default chunk: WIDTH, never wider than a worker's share; the stored rows are
+    as wide as the widest chunk (no lanes that no chunk uses)."""
     from dhs.engine import storage
 
-    small = storage.CACHE_BUDGET // (4 * storage.WIDTH)
-    large = storage.CACHE_BUDGET // 12
-    assert storage.auto_width(1000, small, 2) == storage.WIDTH
-    assert storage.auto_width(1000, large, 1) == storage.WIDTH  # one worker: wide
-    assert storage.auto_width(1000, large, 2) == storage.MIN_WIDTH
-    assert storage.auto_width(100, 0, 2) == 50
-    assert storage.auto_width(1, 0, 4) == 1
+    assert storage.auto_width(1000, 1) == storage.auto_width(1000, 2) == storage.WIDTH
+    assert storage.auto_width(100, 2) == 50
+    assert storage.auto_width(1, 4) == 1
     model = cell_of("l5pc", 60, 7)
     parameters, state = storage.instance_bytes(model)
     assert parameters == 8 * (model.n + 1) and state > 8 * 4 * model.n
