@@ -449,25 +449,25 @@ class _Printer:
         self.open("for position0 in range(cross_ptr[block + 1] - 1, cross_ptr[block] - 1, -1):")
         self.index("child", "cross_child[position0]")
         self.index("up", "parent[child]")
-        self.emit("a_child = a[child]")
-        self.emit("b_child = b[child]")
-        levels = self.instances()
-        self.emit("factor = a_child / d[c, child, q]")
-        self.emit("d[c, up, q] -= factor * b_child")
-        self.emit("rhs[c, up, q] -= factor * rhs[c, child, q]")
-        self.close(levels + 1)
+        self.triang("child")
+        self.close()
         self.open("for i0 in range(block_ptr[block + 1] - 1, first - 1, -1):")
         self.index("i", "i0")
         self.emit("p = parent[i]")
         self.open("if p >= first:")
         self.index("up", "p")
-        self.emit("a_i = a[i]")
-        self.emit("b_i = b[i]")
+        self.triang("i")
+        self.close(2)
+
+    def triang(self, node: str) -> None:
+        """NEURON's ``triang`` for one node (its row final) into its parent ``up``."""
+        self.emit(f"a_{node} = a[{node}]")
+        self.emit(f"b_{node} = b[{node}]")
         levels = self.instances()
-        self.emit("factor = a_i / d[c, i, q]")
-        self.emit("d[c, up, q] -= factor * b_i")
-        self.emit("rhs[c, up, q] -= factor * rhs[c, i, q]")
-        self.close(levels + 2)
+        self.emit(f"factor = a_{node} / d[c, {node}, q]")
+        self.emit(f"d[c, up, q] -= factor * b_{node}")
+        self.emit(f"rhs[c, up, q] -= factor * rhs[c, {node}, q]")
+        self.close(levels)
 
     def assemble(self) -> None:
         """``setup_tree_matrix`` at ``time``: rhs, d and the ions' currents to 0 (e by

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dhs import Tree, to_dense
 from dhs.engine import CellModel, Engine, RunOptions, storage
 from dhs.engine.model import MechanismTable
 from engine_models import random_tree
@@ -42,16 +43,16 @@ def _dense_run(model: CellModel, n_steps: int) -> np.ndarray:
     v = np.full(model.n, model.v_init)
     children = np.flatnonzero(model.parent >= 0)
     parents = model.parent[children]
+    tree = Tree(model.parent)
+    diagonal = g + 1e-3 / DT * model.cm
+    diagonal[children] -= model.b[children]
+    np.add.at(diagonal, parents, -model.a[children])
+    matrix = to_dense(tree, model.a, model.b, diagonal)
     for _ in range(n_steps):
-        matrix = np.diag(g + 1e-3 / DT * model.cm)
         rhs = -g * (v - e)
         dv = v[parents] - v[children]
         rhs[children] -= model.b[children] * dv
         np.add.at(rhs, parents, model.a[children] * dv)
-        matrix[children, children] -= model.b[children]
-        np.add.at(matrix, (parents, parents), -model.a[children])
-        matrix[children, parents] = model.b[children]
-        matrix[parents, children] = model.a[children]
         v = v + np.linalg.solve(matrix, rhs)
     return v
 
