@@ -51,11 +51,11 @@ NODE_BLOCK = 64
 #: µs per instance-step, chunks of 16 / 32 / 64 / 128: the 1,399-node demo cell 7.5 / 5.3 /
 #: 4.4 / 4.0, the L5PC 43.5 / 39.1 / 37.4 / 36.1. A node's loops have a fixed cost (its
 #: indices, the overlap checks, the vector loop's set-up) that wider chunks share out.
+#: Large models too, now that a step makes two passes over the state (assembly with
+#: elimination, then back-substitution with the states): the 24,635-node demo cell at 2
+#: workers and 128 instances, ns per node and instance-step with chunks of 8 / 16 / 32 /
+#: 64: 4.8 / 3.9 / 3.0 / 2.7 (with three passes, 8 had been the best).
 WIDTH = 64
-#: Wide chunks suit large models too, now that a step makes two passes over the state
-#: (assembly with elimination, then back-substitution with the states): the 24,635-node
-#: demo cell at 2 workers and 128 instances, ns per node and instance-step with chunks of
-#: 8 / 16 / 32 / 64: 4.8 / 3.9 / 3.0 / 2.7 (with three passes, 8 had been the best).
 
 
 def aligned_empty(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
@@ -148,9 +148,7 @@ def auto_width(n_instances: int, workers: int = 1) -> int:
     """The CPU chunk width: :data:`WIDTH`, and never wider than a worker's share of the
     instances (a single instance gets a chunk of one, and with it a path without loops
     over instances)."""
-    workers = max(1, workers)
-    width = WIDTH
-    return max(1, min(width, -(-n_instances // workers)))
+    return max(1, min(WIDTH, -(-n_instances // max(1, workers))))
 
 
 def block_bounds(nodes: np.ndarray, block_ptr: np.ndarray) -> np.ndarray:
